@@ -1,0 +1,1 @@
+"""Techbridge gateway: the single public entry: auth, routing, limits, merged OpenAPI, event subscriptions."""

@@ -1,0 +1,1 @@
+"""Techbridge catalog: achievements and the organisation registry: listing, review workflow, bilingual search."""

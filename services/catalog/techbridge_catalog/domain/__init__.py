@@ -1,0 +1,1 @@
+"""Entities, rules, commands, events and errors: no I/O, no SQLAlchemy."""

@@ -1,0 +1,1 @@
+"""Techbridge matching: technology demands, supply-demand matching that explains itself, and transfer deals."""

@@ -1,0 +1,1 @@
+"""Techbridge valuation: documented valuations of achievements: income, cost and market approaches, Monte Carlo ranges."""

@@ -1,0 +1,1 @@
+"""One module per resource: routes and their request/response schemas."""

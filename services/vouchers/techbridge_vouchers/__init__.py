@@ -1,0 +1,1 @@
+"""Techbridge vouchers: technology-innovation voucher programmes on a double-entry ledger."""

@@ -1,0 +1,1 @@
+"""Techbridge's common plumbing: nothing here knows about achievements, deals or vouchers."""

@@ -1,0 +1,227 @@
+"""Idempotent Kafka consumers: at-least-once delivery, exactly-once effects.
+
+For each record: in one database transaction, insert (consumer group, event id) into the inbox
+and run the handler; a record whose id is already there is a duplicate and changes nothing.
+Offsets are committed to Kafka only after that transaction committed (auto-commit is off), so
+a crash re-delivers and the inbox drops what was already applied.
+
+A handler that keeps failing is retried with backoff a bounded number of times; then the
+record goes to `<topic>.dlq` with headers naming its origin and the partition moves on. A
+record that is not a valid CloudEvent goes there at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError
+from sqlalchemy import Table
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from .envelope import CloudEvent, EnvelopeError, dlq_topic, topic_for_type, utcnow
+from .metrics import CONSUMED, CONSUMER_LAG, DLQ_RECORDS, HANDLER_FAILURES
+from .settings import KafkaSettings
+from .uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[UnitOfWork, CloudEvent], Awaitable[None]]
+
+DLQ_HEADER_PREFIX = "techbridge-dlq-"
+
+
+@dataclass
+class Subscription:
+    """A consumer group (`<consuming-service>.<purpose>`) and its handlers by event type.
+
+    Events of other types on the same topics are acknowledged and ignored, so publishers can
+    add types without breaking consumers.
+    """
+
+    group: str
+    handlers: dict[str, Handler]
+    topics: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.topics:
+            self.topics = sorted({topic_for_type(t) for t in self.handlers})
+
+
+class _JoinListener(ConsumerRebalanceListener):
+    def __init__(self, runner: ConsumerRunner):
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked):
+        pass  # offsets are committed after every batch; nothing is pending here
+
+    async def on_partitions_assigned(self, assigned):
+        self.runner.joined = True
+        log.info("joined group %s", self.runner.subscription.group, extra={"partitions": len(assigned)})
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        *,
+        service: str,
+        subscription: Subscription,
+        kafka: KafkaSettings,
+        unit_of_work: Callable[[], UnitOfWork],
+        inbox: Table,
+        dlq_producer: Callable[[], Awaitable[AIOKafkaProducer]],
+        max_attempts: int = 5,
+        retry_backoff_s: float = 0.2,
+        max_batch: int = 200,
+    ):
+        self.service = service
+        self.subscription = subscription
+        self._kafka = kafka
+        self._uow = unit_of_work
+        self._inbox = inbox
+        self._dlq_producer = dlq_producer
+        self._max_attempts = max_attempts
+        self._retry_backoff_s = retry_backoff_s
+        self._max_batch = max_batch
+        self._stopping = False
+        self._consumer: AIOKafkaConsumer | None = None
+        self.joined = False
+        self.last_error: str | None = None
+
+    @property
+    def group(self) -> str:
+        return self.subscription.group
+
+    async def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        backoff = 0.5
+        while not self._stopping:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._kafka.kafka_bootstrap_servers,
+                group_id=self.group,
+                client_id=f"{self.service}-{self.group}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                request_timeout_ms=self._kafka.kafka_request_timeout_ms + 30_000,
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=1_000,
+            )
+            try:
+                await consumer.start()
+                self._consumer = consumer
+                consumer.subscribe(self.subscription.topics, listener=_JoinListener(self))
+                while not self._stopping:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=self._max_batch)
+                    for tp, records in batches.items():
+                        for record in records:
+                            await self._process(record)
+                            if self._stopping:
+                                break
+                        await self._commit(consumer, tp, records[-1].offset + 1)
+                        self._observe_lag(consumer, tp, records[-1].offset + 1)
+                    backoff = 0.5
+                    self.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Includes the UnknownMemberId loops aiokafka can fall into: start afresh.
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("consumer %s failed; restarting in %.1fs: %s", self.group, backoff, self.last_error)
+                await asyncio.sleep(backoff)
+                backoff = min(10.0, backoff * 2)
+            finally:
+                self.joined = False
+                self._consumer = None
+                try:
+                    await asyncio.wait_for(consumer.stop(), 10)
+                except Exception:
+                    log.debug("consumer stop failed", exc_info=True)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        try:
+            await consumer.commit({tp: offset})
+        except CommitFailedError as exc:
+            # The group rebalanced under us; the new owner re-reads and the inbox drops repeats.
+            log.info("commit after rebalance refused for %s: %s", tp, exc)
+
+    def _observe_lag(self, consumer: AIOKafkaConsumer, tp: TopicPartition, position: int) -> None:
+        highwater = consumer.highwater(tp)
+        if highwater is not None:
+            CONSUMER_LAG.labels(self.service, self.group, tp.topic, str(tp.partition)).set(
+                max(0, highwater - position)
+            )
+
+    async def _process(self, record) -> None:
+        try:
+            event = CloudEvent.from_json(record.value)
+        except EnvelopeError as exc:
+            await self._dead_letter(record, str(exc), attempts=1)
+            return
+        handler = self.subscription.handlers.get(event.type)
+        if handler is None:
+            CONSUMED.labels(self.service, self.group, "ignored").inc()
+            return
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                applied = await self._apply(record, event, handler)
+                CONSUMED.labels(self.service, self.group, "applied" if applied else "duplicate").inc()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                HANDLER_FAILURES.labels(self.service, self.group).inc()
+                error = f"{type(exc).__name__}: {exc}"
+                if attempt >= self._max_attempts:
+                    log.error("giving up on %s after %d attempts: %s", event.id, attempt, error)
+                    await self._dead_letter(record, error, attempts=attempt)
+                    return
+                log.warning("handler for %s failed (attempt %d): %s", event.type, attempt, error)
+                await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
+
+    async def _apply(self, record, event: CloudEvent, handler: Handler) -> bool:
+        async with self._uow() as uow:
+            values = {
+                "consumer_group": self.group,
+                "event_id": event.id,
+                "source": event.source,
+                "type": event.type,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "processed_at": utcnow(),
+            }
+            insert = pg_insert if uow.session.bind.dialect.name == "postgresql" else sqlite_insert
+            result = await uow.session.execute(
+                insert(self._inbox).values(**values).on_conflict_do_nothing()
+            )
+            if result.rowcount == 0:
+                return False  # already applied by this group
+            await handler(uow, event)
+            await uow.commit()
+            return True
+
+    async def _dead_letter(self, record, error: str, attempts: int) -> None:
+        producer = await self._dlq_producer()
+        headers = list(record.headers or []) + [
+            (DLQ_HEADER_PREFIX + "origin-topic", record.topic.encode()),
+            (DLQ_HEADER_PREFIX + "origin-partition", str(record.partition).encode()),
+            (DLQ_HEADER_PREFIX + "origin-offset", str(record.offset).encode()),
+            (DLQ_HEADER_PREFIX + "consumer-group", self.group.encode()),
+            (DLQ_HEADER_PREFIX + "error", error[:2000].encode()),
+            (DLQ_HEADER_PREFIX + "attempts", str(attempts).encode()),
+            (DLQ_HEADER_PREFIX + "failed-at", utcnow().isoformat().encode()),
+        ]
+        await producer.send_and_wait(
+            dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+        )
+        DLQ_RECORDS.labels(self.service, self.group, record.topic).inc()
+        CONSUMED.labels(self.service, self.group, "dead_lettered").inc()

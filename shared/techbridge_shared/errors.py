@@ -1,0 +1,163 @@
+"""RFC 9457 problem+json for every error a Techbridge process returns.
+
+Domain code raises `Problem` subclasses (or the FastAPI/validation errors happen on their own);
+`install_problem_handlers` turns all of them, and anything unexpected, into one shape:
+`{type, title, status, detail, instance, code, errors[{field, message}]}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://techbridge.example/problems/"
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the offending field, e.g. body.price.amount")
+    message: str = Field(description="Why the value was refused")
+
+
+class ProblemDetails(BaseModel):
+    type: str = Field(description="URI naming the kind of problem")
+    title: str = Field(description="Short, human-readable summary of the kind of problem")
+    status: int = Field(description="HTTP status code")
+    detail: str | None = Field(default=None, description="What went wrong in this occurrence")
+    instance: str | None = Field(default=None, description="The request path that failed")
+    code: str = Field(description="Stable machine-readable code, e.g. validation_failed")
+    errors: list[FieldError] = Field(default_factory=list, description="Per-field problems")
+
+
+class Problem(Exception):
+    """An error the client can act on. Subclass per kind, or raise with a specific code."""
+
+    status: int = 400
+    code: str = "bad_request"
+    title: str | None = None
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        title: str | None = None,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(detail)
+        self.detail = detail
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        if title is not None:
+            self.title = title
+        self.errors = errors or []
+        self.headers = headers
+
+
+class NotFound(Problem):
+    status, code = 404, "not_found"
+
+
+class Conflict(Problem):
+    status, code = 409, "conflict"
+
+
+class Forbidden(Problem):
+    status, code = 403, "forbidden"
+
+
+class Unauthorized(Problem):
+    status, code = 401, "unauthorized"
+
+
+class ValidationFailed(Problem):
+    status, code = 422, "validation_failed"
+
+
+def problem_response(
+    request: Request,
+    status: int,
+    *,
+    code: str,
+    detail: str | None = None,
+    title: str | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ProblemDetails(
+        type=PROBLEM_TYPE_BASE + code.replace("_", "-"),
+        title=title or HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        instance=request.url.path,
+        code=code,
+        errors=errors or [],
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem):
+        return problem_response(
+            request, exc.status, code=exc.code, detail=exc.detail, title=exc.title,
+            errors=exc.errors, headers=exc.headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        errors = [FieldError(field=_field_path(e["loc"]), message=e["msg"]) for e in exc.errors()]
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors[:3])
+        return problem_response(
+            request, 422, code="validation_failed", title="Request validation failed",
+            detail=detail, errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        return problem_response(
+            request, exc.status_code, code=code, detail=str(exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error")
+        return problem_response(
+            request, 500, code="internal_error", detail="An unexpected error occurred; it has been logged."
+        )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entry declaring problem+json bodies for the given statuses."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "model": ProblemDetails,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}},
+        }
+        for status in statuses
+    }

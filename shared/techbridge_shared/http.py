@@ -1,0 +1,61 @@
+"""ASGI middleware: request id, structured access log, and request metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from .logs import request_id_var
+from .metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = logging.getLogger("techbridge.access")
+
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+class RequestContextMiddleware:
+    """Takes X-Request-ID from the caller (or makes one), echoes it, and measures the request."""
+
+    def __init__(self, app, service: str):
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = None
+        for name, value in scope.get("headers", []):
+            if name == REQUEST_ID_HEADER:
+                candidate = value.decode("latin-1")[:128]
+                if candidate.isprintable():
+                    request_id = candidate
+                break
+        request_id = request_id or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (REQUEST_ID_HEADER, request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
+            HTTP_LATENCY.labels(self.service, method, template).observe(elapsed)
+            if not template.startswith(("/health", "/metrics")):
+                log.info(
+                    "%s %s %d", method, scope.get("path", ""), status,
+                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2), "route": template},
+                )
+            request_id_var.reset(token)

@@ -1,0 +1,51 @@
+"""Alembic, driven from code: every service migrates its own store on start-up.
+
+A service's `migrations/env.py` is just `run_env(metadata)`. On PostgreSQL an advisory lock
+keeps two replicas starting together from migrating at once.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, text
+
+from .db import Database
+
+
+def alembic_config(migrations_dir: Path) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    return cfg
+
+
+async def upgrade_to_head(db: Database, migrations_dir: Path, service: str) -> None:
+    cfg = alembic_config(migrations_dir)
+
+    def _upgrade(connection):
+        if connection.dialect.name == "postgresql":
+            lock_id = zlib.crc32(f"techbridge-migrate-{service}".encode())
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+    async with db.engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """Body of a service's migrations/env.py (online mode, on the connection given above)."""
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("migrations run on service start-up (or via upgrade_to_head), not the alembic CLI")
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
