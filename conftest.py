@@ -1,0 +1,2 @@
+# Real Kafka and PostgreSQL fixtures for every test in the repository.
+pytest_plugins = ["techbridge_shared.testing.fixtures"]

@@ -1,0 +1,6 @@
+from techbridge_shared.service import run_service
+
+from .app import build_spec
+
+if __name__ == "__main__":
+    run_service(build_spec)
