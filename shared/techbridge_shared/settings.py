@@ -56,6 +56,10 @@ class ServiceSettings(BaseServiceSettings):
     outbox_batch_size: int = Field(default=200, ge=1, le=5000)
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_backoff_ms: int = Field(default=200, ge=0, le=60_000)
+    internal_auth_secret: str = Field(
+        default=DEV_SECRET_PREFIX + "internal-auth-secret",
+        description="Shared by the gateway and the services to sign and verify forwarded identities",
+    )
     database_startup_timeout_s: float = Field(
         default=10.0, ge=0, le=600, description="How long to wait for the store at start-up"
     )
