@@ -41,15 +41,28 @@ class Subscription:
 
     Events of other types on the same topics are acknowledged and ignored, so publishers can
     add types without breaking consumers.
+
+    A consumer of every topic (the gateway's event subscriptions) gives a topic `pattern`
+    (a regular expression matched against whole topic names; topics created later are found
+    within `metadata_max_age_ms`) and a `fallback` handler for the types it has no handler for.
+    `topics` may still name topics to create at start-up.
     """
 
     group: str
-    handlers: dict[str, Handler]
+    handlers: dict[str, Handler] = field(default_factory=dict)
     topics: list[str] = field(default_factory=list)
+    pattern: str | None = None
+    fallback: Handler | None = None
+    metadata_max_age_ms: int = 5_000
 
     def __post_init__(self):
         if not self.topics:
             self.topics = sorted({topic_for_type(t) for t in self.handlers})
+        if not self.topics and not self.pattern:
+            raise ValueError(f"subscription {self.group} names no event type, topic or pattern")
+
+    def handler_for(self, type_: str) -> Handler | None:
+        return self.handlers.get(type_, self.fallback)
 
 
 class _JoinListener(ConsumerRebalanceListener):
@@ -112,11 +125,15 @@ class ConsumerRunner:
                 request_timeout_ms=self._kafka.kafka_request_timeout_ms + 30_000,
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=1_000,
+                **({"metadata_max_age_ms": self.subscription.metadata_max_age_ms} if self.subscription.pattern else {}),
             )
             try:
                 await consumer.start()
                 self._consumer = consumer
-                consumer.subscribe(self.subscription.topics, listener=_JoinListener(self))
+                if self.subscription.pattern:
+                    consumer.subscribe(pattern=self.subscription.pattern, listener=_JoinListener(self))
+                else:
+                    consumer.subscribe(self.subscription.topics, listener=_JoinListener(self))
                 while not self._stopping:
                     batches = await consumer.getmany(timeout_ms=200, max_records=self._max_batch)
                     for tp, records in batches.items():
@@ -164,7 +181,7 @@ class ConsumerRunner:
         except EnvelopeError as exc:
             await self._dead_letter(record, str(exc), attempts=1)
             return
-        handler = self.subscription.handlers.get(event.type)
+        handler = self.subscription.handler_for(event.type)
         if handler is None:
             CONSUMED.labels(self.service, self.group, "ignored").inc()
             return

@@ -4,8 +4,9 @@
   producer), so a crash between commit and publish loses nothing: the row is sent on restart.
   A crash after the send but before marking sends it again; consumers drop it by event id.
 - PostgreSQL: rows are claimed `FOR UPDATE SKIP LOCKED` and the locks are held while they are
-  sent, so two replicas never publish one row in parallel. A replica leaves alone the rows of
-  an aggregate that has an older unpublished row it did not claim, so per-aggregate order holds.
+  sent, so two replicas never publish one row in parallel. Claims of two replicas can
+  interleave, so of each aggregate a replica publishes only the rows older than any
+  unpublished row of it that it did not claim: per-aggregate order holds.
 - SQLite: one process owns the file, so no claim is needed; the write lock is not held while
   waiting for Kafka, so writes go on while the broker is away.
 - Failures back off exponentially and recreate the producer (an idempotent aiokafka producer
@@ -163,21 +164,20 @@ class OutboxRelay:
         rows = result.all()
         if not rows:
             return rows
-        # The oldest unpublished row of each claimed key, locked by someone else or not.
+        # Per key, publish only the claimed rows older than any unpublished row of that key
+        # that another replica holds (or that was skipped): concurrent claims can interleave.
+        claimed = [r.seq for r in rows]
         keys = {r.key for r in rows}
-        oldest = dict(
+        held_elsewhere = dict(
             (
                 await session.execute(
                     select(o.c.key, func.min(o.c.seq))
-                    .where(and_(o.c.published_at.is_(None), o.c.key.in_(keys)))
+                    .where(and_(o.c.published_at.is_(None), o.c.key.in_(keys), o.c.seq.not_in(claimed)))
                     .group_by(o.c.key)
                 )
             ).all()
         )
-        first_claimed: dict[str, int] = {}
-        for r in rows:
-            first_claimed.setdefault(r.key, r.seq)
-        return [r for r in rows if oldest.get(r.key, r.seq) >= first_claimed[r.key]]
+        return [r for r in rows if r.seq < held_elsewhere.get(r.key, r.seq + 1)]
 
     async def _send(self, rows) -> list[int]:
         """Send rows; return the seqs acknowledged, stopping each key at its first failure."""

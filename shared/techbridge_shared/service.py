@@ -277,8 +277,8 @@ def run_service(build_spec: Callable[[], ServiceSpec]) -> None:
     configure_logging(spec.name, spec.settings.log_level)
 
     async def serve() -> int:
-        runtime = ServiceRuntime(spec)
         try:
+            runtime = ServiceRuntime(spec)
             await runtime.start()
         except ConfigurationError as exc:
             print(f"{spec.name}: cannot start: {exc}", file=sys.stderr)

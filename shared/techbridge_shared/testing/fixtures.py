@@ -14,6 +14,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -60,15 +61,25 @@ def _pg_server_url() -> str:
     return url.rstrip("/")
 
 
-async def _admin(sql: str) -> None:
+def _admin(sql: str) -> None:
+    """Run one statement on the server's maintenance database.
+
+    In a thread of its own, so it works from sync and async tests alike (an async test's
+    loop is already running in this thread).
+    """
     import asyncpg
 
     server = _pg_server_url().replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(server + "/postgres")
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+
+    async def run() -> None:
+        conn = await asyncpg.connect(server + "/postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, run()).result()
 
 
 @pytest.fixture(scope="session")
@@ -77,14 +88,14 @@ def pg_url_factory() -> Iterator[Callable[[str], str]]:
 
     def make(label: str = "t") -> str:
         name = f"tb_{label}_{uuid.uuid4().hex[:10]}"
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        _admin(f'CREATE DATABASE "{name}"')
         created.append(name)
         return f"{_pg_server_url()}/{name}"
 
     yield make
     for name in created:
         try:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         except Exception:
             pass
 

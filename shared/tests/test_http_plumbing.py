@@ -1,0 +1,91 @@
+"""problem+json, request ids and pagination, through a real FastAPI app in-process."""
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+from pydantic import BaseModel, Field
+
+from techbridge_shared.errors import Conflict, install_problem_handlers
+from techbridge_shared.http import RequestContextMiddleware
+from techbridge_shared.pagination import PageParams, decode_cursor, encode_cursor, page_params, paginate
+
+
+class Offer(BaseModel):
+    price: int = Field(ge=0)
+    currency: str = Field(pattern="^[A-Z]{3}$")
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service="demo")
+
+    @app.post("/offers")
+    async def offer(body: Offer):
+        raise Conflict("cannot make an offer on a signed deal (signed -> negotiating)", code="illegal_transition")
+
+    @app.get("/numbers")
+    async def numbers(params: PageParams = Depends(page_params)):
+        start = params.cursor["after"] if params.cursor else 0
+        rows = list(range(start + 1, min(start + 1 + params.limit + 1, 26)))
+        return paginate(rows, params.limit, key=lambda n: {"after": n})
+
+    @app.get("/boom")
+    async def boom():
+        raise RuntimeError("secret internals")
+
+    return app
+
+
+@pytest.fixture
+async def client():
+    transport = httpx.ASGITransport(app=make_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        yield c
+
+
+async def test_validation_errors_name_each_field(client):
+    r = await client.post("/offers", json={"price": -1, "currency": "yuan"})
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["code"] == "validation_failed" and body["instance"] == "/offers"
+    assert {e["field"] for e in body["errors"]} == {"body.price", "body.currency"}
+
+
+async def test_domain_problems_keep_their_status_and_code(client):
+    r = await client.post("/offers", json={"price": 1, "currency": "CNY"})
+    assert r.status_code == 409
+    assert r.json()["code"] == "illegal_transition"
+    assert "signed -> negotiating" in r.json()["detail"]
+
+
+async def test_unexpected_errors_do_not_leak_internals(client):
+    r = await client.get("/boom")
+    assert r.status_code == 500
+    assert "secret internals" not in r.text and r.json()["code"] == "internal_error"
+
+
+async def test_request_id_is_passed_on_or_created(client):
+    r = await client.get("/numbers", headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    assert len((await client.get("/numbers")).headers["x-request-id"]) == 32
+
+
+async def test_cursor_pagination_walks_every_item_once(client):
+    seen, cursor = [], None
+    while True:
+        r = await client.get("/numbers", params={"limit": 7, **({"cursor": cursor} if cursor else {})})
+        page = r.json()
+        seen += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == list(range(1, 26))
+    assert (await client.get("/numbers", params={"limit": 101})).status_code == 422
+    bad = await client.get("/numbers", params={"cursor": "not-a-cursor!"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.cursor"
+
+
+def test_cursor_round_trip():
+    assert decode_cursor(encode_cursor({"after": "2026-01-01", "id": 7})) == {"after": "2026-01-01", "id": 7}
