@@ -1,6 +1,4 @@
-from techbridge_shared.service import run_service
-
-from .main import build_spec
+from .main import serve
 
 if __name__ == "__main__":
-    run_service(build_spec)
+    serve()

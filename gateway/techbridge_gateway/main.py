@@ -1,29 +1,185 @@
-"""Gateway process: `python -m techbridge_gateway` or `create_app()` for an ASGI server."""
+"""Gateway process: `python -m techbridge_gateway` or `create_app()` for an ASGI server.
 
+Besides the shared runtime (store, migrations, consumer of every platform topic) the gateway
+runs its own parts while the app lives: the upstream connection pools, the OpenAPI refresher
+and the webhook delivery worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
-from techbridge_shared.service import ServiceSpec, create_app as create_service_app
+from techbridge_shared.service import ServiceRuntime, ServiceSpec, create_app as create_service_app
 from techbridge_shared.settings import load_settings
 
+from .api import auth as auth_api
+from .api import clients as clients_api
+from .api import events as events_api
+from .api import subscriptions as subscriptions_api
 from .config import Settings
+from .events.consumer import event_subscription
+from .events.webhooks import DeliveryWorker
+from .proxy.forward import Forwarder
+from .proxy.openapi import OpenApiAggregator
+from .service import auth
+from .service.context import GatewayContext
 from .store.tables import metadata
 
 SERVICE = "gateway"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+log = logging.getLogger(__name__)
 
 
 def build_spec(settings: Settings | None = None) -> ServiceSpec:
-    return ServiceSpec(
+    settings = settings or load_settings(Settings)
+    ctx = GatewayContext(settings)
+    spec = ServiceSpec(
         name=SERVICE,
         title="Techbridge Gateway",
         description="The single public entry: auth, routing, limits, merged OpenAPI, event subscriptions.",
-        settings=settings or load_settings(Settings),
+        settings=settings,
         metadata=metadata,
         migrations_dir=MIGRATIONS_DIR,
+        routers=[auth_api.router, clients_api.router, clients_api.users_router, subscriptions_api.router,
+                 events_api.router],
+        subscriptions=[event_subscription(ctx)],
     )
+    spec.configure_app = lambda app: _configure(app, ctx)
+    return spec
+
+
+class GatewayParts:
+    """What runs beside the shared runtime while the app lives."""
+
+    def __init__(self, app: FastAPI, ctx: GatewayContext):
+        self.app = app
+        self.ctx = ctx
+        self.forwarder = Forwarder(ctx)
+        self.openapi = OpenApiAggregator(ctx, app, self.forwarder.clients)
+        self.webhooks = DeliveryWorker(ctx)
+
+    async def start(self) -> None:
+        self.ctx.runtime = self.app.state.runtime
+        await auth.ensure_bootstrap_admin(self.ctx)
+        if self.ctx.settings.is_dev and self.ctx.settings.dev_clients:
+            await write_dev_clients(self.ctx)
+        self.openapi.start()
+        self.webhooks.start()
+
+    async def stop(self) -> None:
+        await self.webhooks.stop()
+        await self.openapi.stop()
+        await self.forwarder.aclose()
+
+
+def dev_clients_path(settings: Settings) -> Path:
+    return Path(settings.dev_clients_file or Path(settings.data_dir) / "dev-clients.json")
+
+
+async def write_dev_clients(ctx: GatewayContext) -> None:
+    path = dev_clients_path(ctx.settings)
+    known: dict[str, str] = {}
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        known = json.loads(path.read_text())
+    secrets = await auth.ensure_dev_clients(ctx, known if isinstance(known, dict) else {})
+    if secrets != known:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(secrets, indent=2) + "\n")
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+    base = f"http://{ctx.settings.host}:{ctx.settings.port}"
+    log.info(
+        "development clients dev-<role> with secrets in %s; get a token with: curl -s -u "
+        "dev-admin:$(python3 -c 'import json;print(json.load(open(\"%s\"))[\"dev-admin\"])') "
+        "-d grant_type=client_credentials %s/auth/token", path, path, base,
+    )
+
+
+def _configure(app: FastAPI, ctx: GatewayContext) -> None:
+    parts = GatewayParts(app, ctx)
+    app.state.gateway = ctx
+    app.state.parts = parts
+
+    for service in ctx.settings.upstreams():
+        async def endpoint(request: Request, _service=service):
+            return await parts.forwarder.forward(_service, request)
+
+        app.add_route(f"/api/v1/{service}/{{path:path}}", endpoint, methods=PROXY_METHODS, include_in_schema=False)
+
+    # The merged document replaces the gateway's own at /openapi.json; /docs renders it.
+    app.openapi = parts.openapi.merged
+    app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) not in ("/docs", "/docs/oauth2-redirect", "/redoc")]
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Techbridge API")
+
+    @app.get("/openapi/status", include_in_schema=False)
+    async def openapi_status() -> JSONResponse:
+        return JSONResponse({"unavailable": sorted(parts.openapi.unavailable)})
+
+    original = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: FastAPI):
+        async with original(a) as state:
+            await parts.start()
+            try:
+                yield state
+            finally:
+                await parts.stop()
+
+    app.router.lifespan_context = lifespan
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(build_spec(settings))
+
+
+def serve(settings: Settings | None = None) -> None:
+    """Like the shared `run_service`, with the app's lifespan on so the gateway's parts run."""
+    import asyncio
+    import sys
+
+    import uvicorn
+
+    from techbridge_shared.logs import configure_logging
+    from techbridge_shared.settings import ConfigurationError
+
+    try:
+        spec = build_spec(settings)
+    except ConfigurationError as exc:
+        print(f"gateway: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(spec.name, spec.settings.log_level)
+
+    async def run() -> int:
+        runtime = ServiceRuntime(spec)
+        try:
+            await runtime.start()
+        except ConfigurationError as exc:
+            print(f"gateway: cannot start: {exc}", file=sys.stderr)
+            return 2
+        app = create_service_app(spec, runtime)
+        config = uvicorn.Config(
+            app, host=spec.settings.host, port=spec.settings.port, lifespan="on",
+            log_config=None, access_log=False, timeout_graceful_shutdown=10,
+        )
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await runtime.stop()
+        return 0
+
+    raise SystemExit(asyncio.run(run()))

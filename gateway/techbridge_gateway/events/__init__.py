@@ -1,1 +1,2 @@
-"""The topics and events this service publishes, and its consumers of others' events."""
+"""The gateway consumes every platform topic to feed webhook subscriptions and event streams;
+it publishes nothing."""

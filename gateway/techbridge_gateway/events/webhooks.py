@@ -1,0 +1,124 @@
+"""The delivery worker: sends due webhook deliveries, signed, and records every attempt.
+
+Order: a delivery goes out only when no earlier delivery of the same aggregate to the same
+subscription is still pending, so a receiver sees each aggregate's events in order (a parked
+delivery no longer holds the others back). Failures are retried with exponential backoff and
+parked after `webhook_max_attempts`. Claiming a delivery moves its due time past a lease, so
+several gateway replicas never send the same attempt twice and a crash only delays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+
+import httpx
+
+from ..domain.webhooks import (
+    ATTEMPT_HEADER, DELIVERY_HEADER, SIGNATURE_HEADER, CallbackRefused, backoff_s, sign,
+)
+from ..service.auth import now_utc
+from ..service.context import GatewayContext
+from ..service.subscriptions import check_callback
+from ..store import repositories as repo
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=120)
+
+
+class DeliveryWorker:
+    def __init__(self, ctx: GatewayContext):
+        self.ctx = ctx
+        s = ctx.settings
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(s.webhook_timeout_s, connect=min(5.0, s.webhook_timeout_s)),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=s.webhook_concurrency * 2, max_keepalive_connections=s.webhook_concurrency),
+            headers={"user-agent": "techbridge-webhooks/1"},
+        )
+        self._task: asyncio.Task | None = None
+        self._sem = asyncio.Semaphore(s.webhook_concurrency)
+        self.delivered = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="gateway-webhooks")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.http.aclose()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                sent = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery round failed")
+                sent = 0
+            if not sent:
+                await self.ctx.wait_events(self.ctx.settings.webhook_poll_interval_s)
+
+    async def run_once(self) -> int:
+        now = now_utc()
+        async with self.ctx.uow() as uow:
+            due = await repo.due_deliveries(uow.session, now, self.ctx.settings.webhook_concurrency * 4)
+            claimed = []
+            for d in due:
+                if await repo.claim_delivery(uow.session, d["delivery_id"], d["next_attempt_at"], now + LEASE):
+                    claimed.append(d)
+            subs = {d["subscription_id"]: await repo.get_subscription(uow.session, d["subscription_id"]) for d in claimed}
+            events = {d["event_seq"]: await repo.get_event(uow.session, d["event_seq"]) for d in claimed}
+            await uow.commit()
+        await asyncio.gather(*(self._deliver(d, subs[d["subscription_id"]], events[d["event_seq"]]) for d in claimed))
+        return len(claimed)
+
+    async def _deliver(self, delivery: dict, sub: dict, event: dict) -> None:
+        async with self._sem:
+            attempt = delivery["attempts"] + 1
+            body = event["payload"].encode()
+            status_code: int | None = None
+            error: str | None = None
+            started = time.perf_counter()
+            try:
+                await check_callback(self.ctx, sub["callback_url"])
+                timestamp = int(time.time())
+                response = await self.http.post(sub["callback_url"], content=body, headers={
+                    "content-type": "application/cloudevents+json; charset=utf-8",
+                    SIGNATURE_HEADER: sign(sub["secret"], timestamp, body),
+                    DELIVERY_HEADER: delivery["delivery_id"],
+                    ATTEMPT_HEADER: str(attempt),
+                })
+                status_code = response.status_code
+                if not 200 <= status_code < 300:
+                    error = f"receiver answered {status_code}"
+            except CallbackRefused as exc:
+                error = f"callback refused: {exc}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
+            duration_ms = int((time.perf_counter() - started) * 1000)
+            await self._record(delivery, attempt, status_code, error, duration_ms)
+
+    async def _record(self, delivery: dict, attempt: int, status_code: int | None, error: str | None,
+                      duration_ms: int) -> None:
+        s = self.ctx.settings
+        now = now_utc()
+        if error is None:
+            values = {"status": "delivered", "delivered_at": now, "last_error": None}
+            self.delivered += 1
+        elif attempt >= s.webhook_max_attempts:
+            values = {"status": "parked", "last_error": error}
+        else:
+            delay = backoff_s(attempt, s.webhook_backoff_base_s, s.webhook_backoff_max_s)
+            values = {"status": "pending", "next_attempt_at": now + timedelta(seconds=delay), "last_error": error}
+        async with self.ctx.uow() as uow:
+            await repo.insert_attempt(uow.session, delivery_id=delivery["delivery_id"], attempt=attempt, at=now,
+                                      status_code=status_code, error=error, duration_ms=duration_ms)
+            await repo.update_delivery(uow.session, delivery["delivery_id"], attempts=attempt,
+                                       last_status_code=status_code, **values)
+            await uow.commit()
