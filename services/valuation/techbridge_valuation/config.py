@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from techbridge_shared.service import Settings as BaseSettings
@@ -9,3 +10,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VALUATION_", extra="forbid", frozen=True)
 
     port: int = 8103
+    consumer_group_prefix: str = Field(
+        default="valuation", description="Consumer groups are <prefix>.achievements and <prefix>.transfers")
+    default_paths: int = Field(default=10_000, ge=1_000, le=200_000,
+                               description="Monte Carlo paths when a request does not say")
