@@ -1,29 +1,108 @@
 """Matching process: `python -m techbridge_matching` or `create_app()` for an ASGI server."""
 
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
+from techbridge_shared.envelope import utcnow
 from techbridge_shared.service import ServiceSpec, create_app as create_service_app
-from techbridge_shared.settings import load_settings
+from techbridge_shared.settings import ConfigurationError, load_settings
 
+from .api import demands as demands_api
+from .api import transfers as transfers_api
 from .config import Settings
+from .events import consumed
+from .events.published import TOPICS
+from .retrieval.embedder import Embedder, EmbedderUnavailable
 from .store.tables import metadata
+from .usecases import demands as demand_usecases
+from .usecases.engine import MatchingEngine
+from .usecases.index import AchievementIndexer
 
 SERVICE = "matching"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+log = logging.getLogger(__name__)
+
+_EMBEDDERS: dict[tuple[str, int], Embedder] = {}
 
 
-def build_spec(settings: Settings | None = None) -> ServiceSpec:
+def load_embedder(settings: Settings) -> Embedder | None:
+    """The model, or ConfigurationError: the service refuses to start without it unless allowed."""
+    key = (settings.embedding_model_path, settings.embedding_threads)
+    if key in _EMBEDDERS:
+        return _EMBEDDERS[key]
+    try:
+        embedder = Embedder(settings.embedding_model_path or None, threads=settings.embedding_threads)
+    except EmbedderUnavailable as exc:
+        if settings.allow_lexical_only:
+            log.warning("embedding model unavailable, matching lexically only (development): %s", exc)
+            return None
+        raise ConfigurationError(f"{exc} (set MATCHING_ALLOW_LEXICAL_ONLY=true only in development)") from None
+    _EMBEDDERS[key] = embedder
+    return embedder
+
+
+class ExpirySweeper:
+    """Expires published demands past their deadline, every few seconds, in the serving process."""
+
+    def __init__(self, app: FastAPI, interval_s: float):
+        self.app, self.interval_s = app, interval_s
+        self._task: asyncio.Task | None = None
+
+    def ensure_started(self) -> None:
+        if self._task is None and self.interval_s > 0:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="matching-expiry")
+
+    async def _run(self) -> None:
+        runtime = self.app.state.runtime
+        while runtime.started:
+            with contextlib.suppress(Exception):
+                async with runtime.unit_of_work() as uow:
+                    n = await demand_usecases.expire_due(uow, self.app.state.clock())
+                    if n:
+                        log.info("expired %d demands", n)
+            await asyncio.sleep(self.interval_s)
+        self._task = None
+
+
+def build_spec(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> ServiceSpec:
+    settings = settings or load_settings(Settings)
+    engine = MatchingEngine(load_embedder(settings))
+    indexer = AchievementIndexer(engine, settings.match_threshold)
+
+    def configure(app: FastAPI) -> None:
+        app.state.engine = engine
+        app.state.clock = clock
+        sweeper = ExpirySweeper(app, settings.expiry_sweep_interval_s)
+        app.state.sweeper = sweeper
+
+        # The shared ServiceSpec has no background-task hook; the sweeper starts with the
+        # first request (readiness probes come early) and stops with the runtime.
+        @app.middleware("http")
+        async def _start_sweeper(request: Request, call_next):
+            sweeper.ensure_started()
+            return await call_next(request)
+
     return ServiceSpec(
         name=SERVICE,
         title="Techbridge Matching",
         description="Technology demands, supply-demand matching that explains itself, and transfer deals.",
-        settings=settings or load_settings(Settings),
+        settings=settings,
         metadata=metadata,
         migrations_dir=MIGRATIONS_DIR,
+        routers=[demands_api.router, transfers_api.router],
+        publishes=list(TOPICS),
+        subscriptions=[consumed.subscription(indexer, group=settings.achievement_consumer_group)],
+        configure_app=configure,
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    return create_service_app(build_spec(settings))
+def create_app(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    return create_service_app(build_spec(settings, clock))

@@ -1,0 +1,218 @@
+"""Which achievements fit a demand, and why: hard constraints filter, soft ones and feedback rank.
+
+The retrieval layer proposes candidates with evidence (matched terms, cosine, shared IPC
+classes); this module checks the business constraints between a demand and an achievement,
+applies what the enterprise told us by declining earlier suggestions, and writes an
+explanation a person can verify against the two records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .common import DeclineReason, region_matches
+from .demands import Demand
+
+BAD_LEGAL_STATUS = {"expired", "invalid", "invalidated", "lapsed", "revoked", "abandoned", "withdrawn", "rejected"}
+
+SOFT_MISS_FACTOR = 0.8  # each soft constraint missed
+DECLINE_FACTOR = {
+    DeclineReason.trl_too_low: 0.6,
+    DeclineReason.price: 0.6,
+    DeclineReason.region: 0.7,
+    DeclineReason.ip_status: 0.6,
+    DeclineReason.not_relevant: 0.75,
+}
+
+
+@dataclass(frozen=True)
+class AchievementFacts:
+    """What matching keeps of a published achievement (its copy of the catalog's fields)."""
+
+    achievement_id: str
+    version: int
+    owner_org_id: str
+    title: str
+    trl: int | None
+    transfer_modes: tuple[str, ...]
+    asking_price: int | None
+    currency: str
+    negotiable: bool
+    region: str | None
+    ipc_codes: tuple[str, ...]
+    ip_type: str | None = None
+    legal_statuses: tuple[str, ...] = ()
+
+    @property
+    def ip_in_force(self) -> bool | None:
+        if not self.legal_statuses:
+            return None
+        return any(s.lower() not in BAD_LEGAL_STATUS for s in self.legal_statuses)
+
+
+class Outcome(StrEnum):
+    met = "met"
+    missed = "missed"
+    unknown = "unknown"
+
+
+@dataclass(frozen=True)
+class ConstraintCheck:
+    name: str  # trl, transfer_mode, budget, region, ip_status
+    outcome: Outcome
+    hard: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Decline:
+    achievement_id: str
+    reason: DeclineReason
+    facts: AchievementFacts | None = None
+
+
+@dataclass
+class Hit:
+    achievement_id: str
+    score: float
+    relevance: float
+    checks: list[ConstraintCheck]
+    matched_terms: list[str]
+    shared_ipc: list[str]
+    semantic_similarity: float
+    lexical_rank: int | None
+    dense_rank: int | None
+    adjustments: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        parts = []
+        if self.matched_terms:
+            parts.append("shares the terms " + ", ".join(self.matched_terms[:6]))
+        if self.shared_ipc:
+            parts.append("is classified in " + ", ".join(self.shared_ipc))
+        if self.semantic_similarity >= 0.5:
+            parts.append(f"is close in meaning (cosine {self.semantic_similarity:.2f})")
+        met = [c.name for c in self.checks if c.outcome == Outcome.met]
+        missed = [c.name for c in self.checks if c.outcome == Outcome.missed]
+        text = "Matches because it " + ("; ".join(parts) if parts else "was retrieved by meaning only") + "."
+        if met:
+            text += " Meets: " + ", ".join(met) + "."
+        if missed:
+            text += " Misses: " + ", ".join(missed) + "."
+        return text
+
+
+def check_constraints(demand: Demand, a: AchievementFacts) -> list[ConstraintCheck]:
+    checks: list[ConstraintCheck] = []
+    if demand.min_trl is not None:
+        if a.trl is None:
+            checks.append(ConstraintCheck("trl", Outcome.unknown, True, f"wanted TRL >= {demand.min_trl}; the achievement states none"))
+        elif a.trl >= demand.min_trl:
+            checks.append(ConstraintCheck("trl", Outcome.met, True, f"TRL {a.trl} >= wanted {demand.min_trl}"))
+        else:
+            checks.append(ConstraintCheck("trl", Outcome.missed, True, f"TRL {a.trl} < wanted {demand.min_trl}"))
+    if demand.transfer_modes:
+        common = [m for m in demand.transfer_modes if m in a.transfer_modes]
+        if common:
+            checks.append(ConstraintCheck("transfer_mode", Outcome.met, True, "offered: " + ", ".join(common)))
+        else:
+            checks.append(ConstraintCheck("transfer_mode", Outcome.missed, True,
+                                          f"wanted {', '.join(demand.transfer_modes)}; offered {', '.join(a.transfer_modes) or 'none'}"))
+    budget_max = demand.budget.maximum
+    if budget_max is not None:
+        if a.asking_price is None:
+            checks.append(ConstraintCheck("budget", Outcome.unknown, False, "no asking price (negotiable)"))
+        elif a.currency != demand.budget.currency:
+            checks.append(ConstraintCheck("budget", Outcome.unknown, False, f"asking price in {a.currency}, budget in {demand.budget.currency}"))
+        elif a.asking_price <= budget_max:
+            checks.append(ConstraintCheck("budget", Outcome.met, False, f"asking {a.asking_price} <= budget {budget_max} ({a.currency} minor units)"))
+        else:
+            # A fixed price above the budget is out; a negotiable one is only less attractive.
+            checks.append(ConstraintCheck("budget", Outcome.missed, not a.negotiable,
+                                          f"asking {a.asking_price} > budget {budget_max} ({a.currency} minor units)"
+                                          + ("; negotiable" if a.negotiable else "; not negotiable")))
+    if demand.region:
+        same = region_matches(demand.region, a.region)
+        if same is None:
+            checks.append(ConstraintCheck("region", Outcome.unknown, False, "region not stated"))
+        else:
+            checks.append(ConstraintCheck("region", Outcome.met if same else Outcome.missed, False,
+                                          f"achievement in {a.region}, wanted {demand.region}"))
+    in_force = a.ip_in_force
+    if in_force is not None:
+        checks.append(ConstraintCheck("ip_status", Outcome.met if in_force else Outcome.missed, False,
+                                      "IP in force" if in_force else "no IP right in force: " + ", ".join(a.legal_statuses)))
+    return checks
+
+
+def passes_hard(checks: list[ConstraintCheck]) -> bool:
+    return not any(c.hard and c.outcome == Outcome.missed for c in checks)
+
+
+def feedback_factor(a: AchievementFacts, declines: list[Decline]) -> tuple[float, list[str]]:
+    """How much earlier declines on this demand demote this achievement, and why."""
+    factor, why = 1.0, []
+    for d in declines:
+        ref = d.facts
+        if ref is None or d.achievement_id == a.achievement_id:
+            continue
+        hit = False
+        if d.reason == DeclineReason.trl_too_low and ref.trl is not None and a.trl is not None and a.trl <= ref.trl:
+            hit = True
+        elif d.reason == DeclineReason.price and ref.asking_price is not None and a.asking_price is not None \
+                and a.currency == ref.currency and a.asking_price >= ref.asking_price:
+            hit = True
+        elif d.reason == DeclineReason.region and ref.region and region_matches(ref.region, a.region):
+            hit = True
+        elif d.reason == DeclineReason.ip_status and a.ip_in_force is not True:
+            hit = True
+        elif d.reason == DeclineReason.not_relevant:
+            ref_sub = {c[:4] for c in ref.ipc_codes}
+            if ref_sub and ref_sub & {c[:4] for c in a.ipc_codes}:
+                hit = True
+        if hit:
+            factor *= DECLINE_FACTOR[d.reason]
+            why.append(f"demoted: like {d.achievement_id}, declined for {d.reason.value}")
+    return factor, why
+
+
+def rank(
+    demand: Demand,
+    candidates: list[tuple[object, AchievementFacts]],
+    declines: list[Decline],
+    limit: int,
+) -> list[Hit]:
+    """Apply hard filters, soft penalties and feedback to retrieval candidates; best first.
+
+    `candidates` pairs retrieval evidence (an object with score, relevance, matched_terms,
+    ipc.shared, dense, lexical_rank, dense_rank) with the achievement's facts.
+    """
+    declined = {d.achievement_id for d in declines}
+    hits: list[Hit] = []
+    for cand, facts in candidates:
+        if facts.achievement_id in declined:
+            continue
+        checks = check_constraints(demand, facts)
+        if not passes_hard(checks):
+            continue
+        misses = sum(1 for c in checks if not c.hard and c.outcome == Outcome.missed)
+        factor, why = feedback_factor(facts, declines)
+        if misses:
+            why.insert(0, f"soft constraints missed: {misses}")
+        score = cand.score * (SOFT_MISS_FACTOR ** misses) * factor
+        hits.append(Hit(
+            achievement_id=facts.achievement_id,
+            score=round(score, 6),
+            relevance=cand.relevance,
+            checks=checks,
+            matched_terms=list(cand.matched_terms),
+            shared_ipc=list(cand.ipc.shared),
+            semantic_similarity=cand.dense,
+            lexical_rank=cand.lexical_rank,
+            dense_rank=cand.dense_rank,
+            adjustments=why,
+        ))
+    hits.sort(key=lambda h: (-h.score, h.achievement_id))
+    return hits[:limit]
