@@ -126,3 +126,15 @@ def build_spec(settings: ProbeSettings | None = None) -> ServiceSpec:
 
 def app() -> FastAPI:
     return create_app(build_spec())
+
+
+@router.get("/latencies")
+async def read_latencies(runtime: ServiceRuntime = Depends(runtime_of)) -> list[float]:
+    """Milliseconds from each applied event's creation (in the publisher's outbox) to its application."""
+    from datetime import datetime
+
+    async with runtime.db.engine.connect() as conn:
+        rows = (await conn.execute(select(applied.c.sent_at, applied.c.applied_at))).all()
+    return [
+        (datetime.fromisoformat(a) - datetime.fromisoformat(s)).total_seconds() * 1000 for s, a in rows
+    ]
