@@ -1,1 +1,0 @@
-"""The topics and events this service publishes, and its consumers of others' events."""

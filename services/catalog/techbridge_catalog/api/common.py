@@ -1,0 +1,32 @@
+"""Helpers every catalog route uses: ETags, If-Match, the runtime's settings."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import Header, Request
+
+from techbridge_shared.errors import FieldError, ValidationFailed
+
+_ETAG_RE = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def if_match(
+    if_match: str | None = Header(default=None, alias="If-Match",
+                                  description='ETag of the version being changed, e.g. "3"'),
+) -> int | None:
+    if if_match is None:
+        return None
+    m = _ETAG_RE.match(if_match)
+    if not m:
+        raise ValidationFailed("If-Match must be an ETag this API issued, such as \"3\"",
+                               errors=[FieldError(field="header.If-Match", message="not an ETag of this API")])
+    return int(m.group(1))
+
+
+def settings_of(request: Request):
+    return request.app.state.runtime.settings

@@ -1,0 +1,155 @@
+"""Bulk import of achievements from JSON lines or CSV, with a report per row.
+
+Each row carries the same fields as the create API. Atomic by default: one bad row and nothing
+is stored (the report says which rows and why). With best-effort the good rows are stored and
+the bad ones reported. Rows become drafts of the caller's organisation, or are submitted for
+review at once when asked.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from techbridge_shared.errors import Conflict, FieldError, Forbidden
+from techbridge_shared.uow import UnitOfWork
+
+from ..domain.achievement import Achievement
+from ..domain.history import diff
+from ..domain.model import Status
+from ..domain.rules import AchievementContent, content_errors, submission_errors
+from ..store.repository import Achievements, History, Organisations
+from .achievements import fact_event
+from .common import Actor, now
+
+MAX_ROWS = 10_000
+LIST_FIELDS = ("keywords", "fields", "ipc_codes", "transfer_modes")
+JSON_FIELDS = ("ip_records", "inventors", "co_owners", "asking_price")
+
+
+@dataclass
+class RowReport:
+    row: int
+    achievement_id: str | None = None
+    errors: list[FieldError] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    mode: str
+    total: int = 0
+    imported: int = 0
+    rejected: int = 0
+    rows: list[RowReport] = field(default_factory=list)
+
+
+class ImportFormatError(ValueError):
+    pass
+
+
+def parse_jsonl(raw: str) -> list[tuple[int, Any]]:
+    rows = []
+    for n, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(line)))
+        except ValueError as exc:
+            rows.append((n, ImportFormatError(f"line is not JSON: {exc.msg}")))
+    return rows
+
+
+def _csv_value(name: str, value: str) -> Any:
+    value = value.strip()
+    if name in LIST_FIELDS:
+        return [v.strip() for v in value.split(";") if v.strip()]
+    if name in JSON_FIELDS:
+        return json.loads(value) if value else ([] if name != "asking_price" else None)
+    if name == "negotiable":
+        return value.lower() in ("true", "1", "yes", "y")
+    return value
+
+
+def parse_csv(raw: str) -> list[tuple[int, Any]]:
+    """Header row of field names; lists separated by ';'; ip_records/inventors/co_owners as JSON;
+    the price as asking_price_amount (minor units) and asking_price_currency."""
+    reader = csv.DictReader(io.StringIO(raw))
+    rows = []
+    for n, rec in enumerate(reader, start=2):
+        try:
+            if None in rec:
+                raise ImportFormatError("row has more cells than the header")
+            out: dict[str, Any] = {}
+            amount = (rec.pop("asking_price_amount", "") or "").strip()
+            currency = (rec.pop("asking_price_currency", "") or "").strip() or "CNY"
+            for k, v in rec.items():
+                if v is None or (v.strip() == "" and k not in LIST_FIELDS):
+                    continue
+                out[k] = _csv_value(k, v)
+            if amount:
+                out["asking_price"] = {"amount": int(amount), "currency": currency}
+            rows.append((n, out))
+        except (ValueError, ImportFormatError) as exc:
+            rows.append((n, ImportFormatError(f"row cannot be read: {exc}")))
+    return rows
+
+
+def _errors(payload: Any, submit: bool) -> tuple[AchievementContent | None, list[FieldError]]:
+    if isinstance(payload, ImportFormatError):
+        return None, [FieldError(field="row", message=str(payload))]
+    if not isinstance(payload, dict):
+        return None, [FieldError(field="row", message="row is not an object")]
+    try:
+        content = AchievementContent.model_validate(payload)
+    except ValidationError as exc:
+        return None, [FieldError(field=".".join(str(p) for p in e["loc"]) or "row", message=e["msg"]) for e in exc.errors()]
+    errs = (submission_errors if submit else content_errors)(content, prefix="row")
+    return content, [FieldError(field=e.field.removeprefix("row."), message=e.message) for e in errs]
+
+
+async def import_rows(uow: UnitOfWork, actor: Actor, rows: list[tuple[int, Any]], *,
+                      best_effort: bool, submit: bool) -> ImportReport:
+    if not actor.org:
+        raise Forbidden("your identity names no organisation; imported achievements need an owner")
+    org = await Organisations(uow.session).get(actor.org)
+    if org is None:
+        raise Conflict(f"organisation {actor.org} is not registered", code="organisation_not_registered")
+    report = ImportReport(mode="best_effort" if best_effort else "atomic", total=len(rows))
+    t = now()
+    good: list[Achievement] = []
+    for n, payload in rows:
+        content, errors = _errors(payload, submit)
+        if errors or content is None:
+            report.rows.append(RowReport(row=n, errors=errors))
+            report.rejected += 1
+            continue
+        if not content.region and org["region"]:
+            content = content.model_copy(update={"region": org["region"]})
+        a = Achievement(
+            id=str(uuid.uuid4()), owner_org_id=actor.org, status=Status.submitted if submit else Status.draft,
+            version=1, content=content, created_at=t, updated_at=t, listed_at=t, submitted_at=t if submit else None,
+        )
+        good.append(a)
+        report.rows.append(RowReport(row=n, achievement_id=a.id))
+    if report.rejected and not best_effort:
+        for r in report.rows:
+            r.achievement_id = None
+        return report
+    await Achievements(uow.session).add_many(good)
+    await History(uow.session).add_many([
+        {"aggregate": "achievement", "aggregate_id": a.id, "at": t, "actor": actor.sub, "actor_org": actor.org,
+         "action": "import", "from_status": None, "to_status": a.status.value, "reason": None,
+         "changes": diff(None, a.content.model_dump(mode="json"))}
+        for a in good
+    ])
+    if submit:
+        for a in good:
+            uow.publish(fact_event(a, "submitted"))
+    report.imported = len(good)
+    return report

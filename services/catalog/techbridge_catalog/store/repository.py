@@ -1,0 +1,308 @@
+"""Reading and writing catalog rows. The only module (with search.py) that speaks SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..domain.achievement import Achievement
+from ..domain.model import Status, modes_to_bits
+from ..domain.rules import AchievementContent, ipc_key
+from ..domain.text import index_text
+from .tables import achievement_ipc, achievements, deal_parties, history, organisations, valuations
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name
+
+
+# --- organisations ---------------------------------------------------------------------------
+
+def _org(row) -> dict:
+    d = dict(row)
+    d["created_at"], d["updated_at"] = _aware(d["created_at"]), _aware(d["updated_at"])
+    return d
+
+
+class Organisations:
+    def __init__(self, session: AsyncSession):
+        self.s = session
+
+    async def get(self, org_id: str) -> dict | None:
+        row = (await self.s.execute(select(organisations).where(organisations.c.id == org_id))).mappings().first()
+        return _org(row) if row else None
+
+    async def by_credit_code(self, code: str) -> dict | None:
+        row = (await self.s.execute(
+            select(organisations).where(organisations.c.credit_code == code))).mappings().first()
+        return _org(row) if row else None
+
+    async def add(self, values: dict) -> None:
+        await self.s.execute(insert(organisations).values(**values))
+
+    async def update(self, org_id: str, expected_version: int, values: dict) -> bool:
+        result = await self.s.execute(
+            update(organisations)
+            .where(organisations.c.id == org_id, organisations.c.version == expected_version)
+            .values(**values)
+        )
+        return result.rowcount == 1
+
+    async def page(self, *, limit: int, after: tuple[str, str] | None, kind: str | None,
+                   region: str | None, name: str | None) -> list[dict]:
+        q = select(organisations)
+        if kind:
+            q = q.where(organisations.c.kind == kind)
+        if region:
+            q = q.where(organisations.c.region.like(region.replace("%", "") + "%"))
+        if name:
+            pattern = "%" + name.replace("%", "").lower() + "%"
+            q = q.where(or_(func.lower(organisations.c.name).like(pattern),
+                            func.lower(organisations.c.name_en).like(pattern)))
+        if after:
+            q = q.where(or_(organisations.c.name > after[0],
+                            and_(organisations.c.name == after[0], organisations.c.id > after[1])))
+        q = q.order_by(organisations.c.name, organisations.c.id).limit(limit + 1)
+        return [_org(r) for r in (await self.s.execute(q)).mappings()]
+
+    async def names(self, ids: Iterable[str]) -> dict[str, str]:
+        ids = list(set(ids))
+        if not ids:
+            return {}
+        rows = await self.s.execute(select(organisations.c.id, organisations.c.name).where(organisations.c.id.in_(ids)))
+        return {r.id: r.name for r in rows}
+
+
+# --- achievements ----------------------------------------------------------------------------
+
+def _columns(a: Achievement) -> dict[str, Any]:
+    c = a.content
+    return {
+        "id": a.id,
+        "owner_org_id": a.owner_org_id,
+        "status": a.status.value,
+        "version": a.version,
+        "content": c.model_dump(mode="json"),
+        "ip_type": c.ip_type.value,
+        "trl": c.trl,
+        "modes_bits": modes_to_bits(c.transfer_modes),
+        "price_amount": c.asking_price.amount if c.asking_price else None,
+        "price_currency": c.asking_price.currency if c.asking_price else None,
+        "negotiable": c.negotiable,
+        "region": c.region,
+        "status_reason": a.status_reason,
+        "listed_at": a.listed_at,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+        "submitted_at": a.submitted_at,
+        "published_at": a.published_at,
+        "expires_at": a.expires_at,
+        "transferred_at": a.transferred_at,
+    }
+
+
+def _from_row(row) -> Achievement:
+    return Achievement(
+        id=row["id"],
+        owner_org_id=row["owner_org_id"],
+        status=Status(row["status"]),
+        version=row["version"],
+        content=AchievementContent.model_validate(row["content"]),
+        created_at=_aware(row["created_at"]),
+        updated_at=_aware(row["updated_at"]),
+        listed_at=_aware(row["listed_at"]),
+        submitted_at=_aware(row["submitted_at"]),
+        published_at=_aware(row["published_at"]),
+        expires_at=_aware(row["expires_at"]),
+        transferred_at=_aware(row["transferred_at"]),
+        status_reason=row["status_reason"],
+    )
+
+
+def search_fields(c: AchievementContent) -> tuple[str, str, str]:
+    """(title, keywords, abstract) as tokens; confidential details are never indexed."""
+    title = index_text(c.title_zh, c.title_en)
+    keywords = index_text(" ".join(c.keywords), " ".join(c.fields))
+    abstract = index_text(c.abstract_zh, c.abstract_en)
+    return title, keywords, abstract
+
+
+class Achievements:
+    def __init__(self, session: AsyncSession):
+        self.s = session
+
+    async def get(self, achievement_id: str, *, for_update: bool = False) -> Achievement | None:
+        q = select(achievements).where(achievements.c.id == achievement_id)
+        if for_update and _dialect(self.s) == "postgresql":
+            q = q.with_for_update()
+        row = (await self.s.execute(q)).mappings().first()
+        return _from_row(row) if row else None
+
+    async def get_many(self, ids: Sequence[str]) -> dict[str, Achievement]:
+        if not ids:
+            return {}
+        rows = (await self.s.execute(select(achievements).where(achievements.c.id.in_(list(ids))))).mappings()
+        return {r["id"]: _from_row(r) for r in rows}
+
+    async def add_many(self, items: Sequence[Achievement]) -> None:
+        if not items:
+            return
+        await self.s.execute(insert(achievements), [_columns(a) for a in items])
+        await self._index([(a, None) for a in items], new=True)
+
+    async def add(self, a: Achievement) -> None:
+        await self.add_many([a])
+
+    async def save(self, a: Achievement, expected_version: int, *, content_changed: bool) -> bool:
+        """Write `a` if the stored version is still `expected_version` (optimistic lock)."""
+        values = _columns(a)
+        values.pop("id")
+        result = await self.s.execute(
+            update(achievements)
+            .where(achievements.c.id == a.id, achievements.c.version == expected_version)
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            return False
+        if content_changed:
+            await self._index([(a, None)], new=False)
+        return True
+
+    async def _index(self, items: list[tuple[Achievement, None]], *, new: bool) -> None:
+        ipc_rows = []
+        ids = [a.id for a, _ in items]
+        if not new:
+            await self.s.execute(delete(achievement_ipc).where(achievement_ipc.c.achievement_id.in_(ids)))
+        for a, _ in items:
+            for code in a.content.all_ipc_codes():
+                ipc_rows.append({"achievement_id": a.id, "code_key": ipc_key(code), "subclass": code[:4]})
+        if ipc_rows:
+            await self.s.execute(insert(achievement_ipc), ipc_rows)
+        docs = [(a.id, *search_fields(a.content)) for a, _ in items]
+        if _dialect(self.s) == "postgresql":
+            await self.s.execute(
+                text(
+                    "UPDATE achievements SET search_vector = "
+                    "setweight(to_tsvector('simple', :title), 'A') || "
+                    "setweight(to_tsvector('simple', :keywords), 'B') || "
+                    "setweight(to_tsvector('simple', :abstract), 'C') WHERE id = :id"
+                ),
+                [{"id": i, "title": t, "keywords": k, "abstract": ab} for i, t, k, ab in docs],
+            )
+            return
+        for achievement_id, title, keywords, abstract in docs:
+            rowid = None
+            if not new:
+                rowid = (await self.s.execute(
+                    select(achievements.c.fts_rowid).where(achievements.c.id == achievement_id))).scalar()
+            if rowid is None:
+                result = await self.s.execute(
+                    text("INSERT INTO achievement_fts (title, keywords, abstract) VALUES (:t, :k, :a)"),
+                    {"t": title, "k": keywords, "a": abstract},
+                )
+                await self.s.execute(
+                    update(achievements).where(achievements.c.id == achievement_id)
+                    .values(fts_rowid=result.lastrowid)
+                )
+            else:
+                await self.s.execute(
+                    text("UPDATE achievement_fts SET title = :t, keywords = :k, abstract = :a WHERE rowid = :r"),
+                    {"t": title, "k": keywords, "a": abstract, "r": rowid},
+                )
+
+    async def due_for_expiry(self, now: datetime, limit: int) -> list[str]:
+        rows = await self.s.execute(
+            select(achievements.c.id)
+            .where(achievements.c.status == Status.published.value, achievements.c.expires_at <= now)
+            .order_by(achievements.c.expires_at).limit(limit)
+        )
+        return list(rows.scalars())
+
+    # --- deals and valuations ----------------------------------------------------------------
+    async def deal_party_orgs(self, achievement_id: str) -> set[str]:
+        """Organisations in a signed or completed (not cancelled) deal over the achievement."""
+        rows = await self.s.execute(
+            select(deal_parties.c.seller_org_id, deal_parties.c.buyer_org_id).where(
+                deal_parties.c.achievement_id == achievement_id,
+                deal_parties.c.state.in_(("signed", "completed")),
+            )
+        )
+        orgs: set[str] = set()
+        for seller, buyer in rows:
+            orgs.update((seller, buyer))
+        return orgs
+
+    async def record_deal(self, *, transfer_id: str, achievement_id: str, seller: str, buyer: str,
+                          mode: str | None, state: str, now: datetime) -> None:
+        values = {"seller_org_id": seller, "buyer_org_id": buyer, "mode": mode, "state": state, "updated_at": now}
+        result = await self.s.execute(
+            update(deal_parties).where(deal_parties.c.transfer_id == transfer_id,
+                                       deal_parties.c.achievement_id == achievement_id).values(**values)
+        )
+        if result.rowcount == 0:
+            await self.s.execute(insert(deal_parties).values(
+                transfer_id=transfer_id, achievement_id=achievement_id, **values))
+
+    async def active_deals(self, achievement_id: str) -> int:
+        return (await self.s.execute(
+            select(func.count()).select_from(deal_parties).where(
+                deal_parties.c.achievement_id == achievement_id, deal_parties.c.state == "signed")
+        )).scalar_one()
+
+    async def record_valuation(self, values: dict) -> bool:
+        """Keep the newest valuation per (achievement, requesting organisation)."""
+        current = (await self.s.execute(
+            select(valuations.c.completed_at).where(
+                valuations.c.achievement_id == values["achievement_id"],
+                valuations.c.requested_by_org_id == values["requested_by_org_id"],
+            )
+        )).scalar()
+        if current is None:
+            await self.s.execute(insert(valuations).values(**values))
+            return True
+        if _aware(current) >= values["completed_at"]:
+            return False
+        await self.s.execute(
+            update(valuations).where(
+                valuations.c.achievement_id == values["achievement_id"],
+                valuations.c.requested_by_org_id == values["requested_by_org_id"],
+            ).values(**values)
+        )
+        return True
+
+    async def valuations_of(self, achievement_id: str, org_ids: Iterable[str]) -> dict[str, dict]:
+        rows = (await self.s.execute(
+            select(valuations).where(valuations.c.achievement_id == achievement_id,
+                                     valuations.c.requested_by_org_id.in_(list(org_ids)))
+        )).mappings()
+        return {r["requested_by_org_id"]: {**r, "completed_at": _aware(r["completed_at"])} for r in rows}
+
+
+# --- history ---------------------------------------------------------------------------------
+
+class History:
+    def __init__(self, session: AsyncSession):
+        self.s = session
+
+    async def add_many(self, rows: list[dict]) -> None:
+        if rows:
+            await self.s.execute(insert(history), rows)
+
+    async def add(self, **row) -> None:
+        await self.add_many([row])
+
+    async def page(self, aggregate: str, aggregate_id: str, *, limit: int, after_seq: int | None) -> list[dict]:
+        q = select(history).where(history.c.aggregate == aggregate, history.c.aggregate_id == aggregate_id)
+        if after_seq is not None:
+            q = q.where(history.c.seq > after_seq)
+        q = q.order_by(history.c.seq).limit(limit + 1)
+        return [{**r, "at": _aware(r["at"])} for r in (await self.s.execute(q)).mappings()]
