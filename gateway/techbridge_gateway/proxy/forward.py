@@ -66,7 +66,8 @@ class UriTooLong(Problem):
 
 def _connection_tokens(headers) -> set[str]:
     tokens = set()
-    for value in headers.getlist("connection"):
+    values = headers.getlist("connection") if hasattr(headers, "getlist") else headers.get_list("connection")
+    for value in values:
         tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
     return tokens
 
