@@ -123,3 +123,48 @@ def interpolate(value: Any, variables: dict[str, str]) -> Any:
         return current
 
     return re.sub(r"\$\{(\w+)(?:(:\?|:-)([^}]*))?\}", sub, value.replace("$$", "\0")).replace("\0", "$")
+
+
+# The vouchers service exports this gauge from its ledger check (1 = balances add up).
+LEDGER_CHECK_METRIC = "techbridge_ledger_check_ok"
+
+
+def platform_metrics() -> set[str]:
+    """Series names the processes export: techbridge_shared.metrics plus the ledger check."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from techbridge_shared import metrics
+
+    names = {LEDGER_CHECK_METRIC}
+    for value in vars(metrics).values():
+        if not isinstance(value, MetricWrapperBase):
+            continue
+        base = value._name
+        kind = value._type
+        if kind == "counter":
+            names.add(base + "_total")
+        elif kind == "histogram":
+            names.update({base + "_bucket", base + "_sum", base + "_count"})
+        else:
+            names.add(base)
+    return names
+
+
+PROMQL_WORDS = {
+    "sum", "min", "max", "avg", "count", "by", "without", "rate", "irate", "increase", "delta",
+    "histogram_quantile", "absent", "time", "on", "ignoring", "group_left", "group_right", "and",
+    "or", "unless", "topk", "bottomk", "clamp_min", "clamp_max", "vector", "scalar", "offset",
+    "le", "bool", "label_replace", "sort_desc", "sort", "max_over_time", "min_over_time",
+    "avg_over_time", "last_over_time", "changes", "resets", "round", "abs", "timestamp",
+}
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """Metric names an expression reads (identifiers that are neither functions nor labels)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    expr = re.sub(r"\$\w+|\$\{[^}]*\}", "", expr)  # dashboard variables
+    names = set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b", expr))
+    return {n for n in names if n not in PROMQL_WORDS and not re.fullmatch(r"\d+[smhdwy]?|e", n)}
