@@ -10,7 +10,7 @@ from typing import Any
 from techbridge_shared.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from techbridge_shared.identity import Identity
 from techbridge_shared.money import Money
-from techbridge_shared.pagination import decode_cursor, encode_cursor
+from techbridge_shared.pagination import encode_cursor
 from techbridge_shared.service import ServiceRuntime
 
 from .domain import access, engine
@@ -110,9 +110,11 @@ async def reproduce_valuation(runtime: ServiceRuntime, identity: Identity, valua
 
 
 async def list_valuations(runtime: ServiceRuntime, identity: Identity, *, achievement_id: str | None,
-                          limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    position = decode_cursor(cursor)
-    after = (str(position["c"]), str(position["v"])) if position else None
+                          limit: int, cursor: dict[str, Any] | None) -> tuple[list[dict[str, Any]], str | None]:
+    if cursor is not None and not ({"c", "v"} <= set(cursor)):
+        raise ValidationFailed("cursor is not one this API issued",
+                               errors=[FieldError(field="query.cursor", message="malformed or foreign cursor")])
+    after = (str(cursor["c"]), str(cursor["v"])) if cursor else None
     async with runtime.unit_of_work() as uow:
         rows = await Repository(uow.session).list_valuations(
             org=identity.org, everything=identity.has_any(*access.OVERSIGHT_ROLES),

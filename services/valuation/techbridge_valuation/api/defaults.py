@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from techbridge_shared.errors import NotFound, problem_responses
+from techbridge_shared.identity import require_identity
 
 from ..domain.defaults import CURRENT, TABLES
 from ..domain.scorecard import CATEGORIES, INDICATORS
 
-router = APIRouter(prefix="/api/v1/valuation/defaults", tags=["defaults"])
+router = APIRouter(prefix="/api/v1/valuation/defaults", tags=["defaults"], dependencies=[Depends(require_identity)],
+                   responses=problem_responses(401))
 
 
 def _table(version: str) -> dict[str, Any]:
