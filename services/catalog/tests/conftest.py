@@ -4,6 +4,7 @@ broker, callers with signed identities, and readers of the published events."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -32,14 +33,29 @@ def catalog_settings(store_url: str, kafka: str, tmp_path: Path, **overrides) ->
     )
 
 
-@pytest.fixture
-async def api(store_url, kafka_bootstrap, tmp_path):
-    settings = catalog_settings(store_url, kafka_bootstrap, tmp_path)
+@contextlib.asynccontextmanager
+async def running_catalog(store_url: str, kafka: str, tmp_path: Path, **overrides):
+    settings = catalog_settings(store_url, kafka, tmp_path, **overrides)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://catalog") as client:
             yield Api(client, settings.internal_auth_secret, app)
+
+
+@pytest.fixture
+async def api(store_url, kafka_bootstrap, tmp_path):
+    async with running_catalog(store_url, kafka_bootstrap, tmp_path) as a:
+        yield a
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+async def module_api(request, kafka_bootstrap, tmp_path_factory, pg_url_factory):
+    """One catalog per test module and store kind, for read-only tests over shared data."""
+    tmp = tmp_path_factory.mktemp("catalog")
+    url = f"sqlite+aiosqlite:///{tmp / 'store.db'}" if request.param == "sqlite" else pg_url_factory("catalog")
+    async with running_catalog(url, kafka_bootstrap, tmp) as a:
+        yield a
 
 
 async def read_events(bootstrap: str, topic: str, subjects: set[str], want: int, timeout: float = 30) -> list[dict]:
