@@ -328,6 +328,7 @@ class Voucher:
     expires_at: datetime
     reminded_at: datetime | None = None
     note: str = ""
+    remind_at: datetime | None = None
 
     def is_past_validity(self, now: datetime) -> bool:
         return now >= self.expires_at
@@ -351,6 +352,8 @@ def issue_voucher(programme: Programme, app: Application, *, unissued: int, issu
         enterprise_org_id=app.enterprise_org_id, face_value=app.amount, currency=programme.currency,
         state=VoucherState.ACTIVE, issued_at=now, expires_at=now + timedelta(days=programme.terms.validity_days),
     )
+    if programme.terms.reminder_days > 0:
+        v.remind_at = v.expires_at - timedelta(days=programme.terms.reminder_days)
     entry = _entry(EntryKind.ISSUE, chain=programme.id, programme=programme, now=now, actor=actor, voucher_id=v.id,
                    postings=_move(programme_account(programme.id, AccountKind.UNISSUED),
                                   voucher_account(programme.id, v.id, AccountKind.AVAILABLE), app.amount))
@@ -373,8 +376,7 @@ def unfreeze(v: Voucher, *, now: datetime) -> Voucher:
 
 def needs_reminder(v: Voucher, programme: Programme, now: datetime) -> bool:
     return (v.state in (VoucherState.ACTIVE, VoucherState.FROZEN) and v.reminded_at is None
-            and programme.terms.reminder_days > 0
-            and now >= v.expires_at - timedelta(days=programme.terms.reminder_days) and now < v.expires_at)
+            and v.remind_at is not None and v.remind_at <= now < v.expires_at)
 
 
 def end_voucher(v: Voucher, programme: Programme, *, available: int, revoke: bool, reason: str, now: datetime,

@@ -1,0 +1,120 @@
+"""What vouchers tells the world: one topic per aggregate, key = aggregate id, CloudEvents.
+
+Every event that moves money names the journal entry (`entry_id`) and carries its hash
+(`entry_hash`), so a government subscriber can audit every fen from the events alone and
+holds anchors for the ledger's hash chains outside this service's database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from techbridge_shared.envelope import CloudEvent, new_event, topic_name
+from techbridge_shared.money import Money
+
+SERVICE = "vouchers"
+
+PROGRAMME_TOPIC = topic_name(SERVICE, "programme")
+AGENCY_TOPIC = topic_name(SERVICE, "agency")
+APPLICATION_TOPIC = topic_name(SERVICE, "application")
+VOUCHER_TOPIC = topic_name(SERVICE, "voucher")
+REDEMPTION_TOPIC = topic_name(SERVICE, "redemption")
+TOPICS = (PROGRAMME_TOPIC, AGENCY_TOPIC, APPLICATION_TOPIC, VOUCHER_TOPIC, REDEMPTION_TOPIC)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class LedgerRef(_Event):
+    entry_id: str | None = Field(default=None, description="Journal entry that moved the money, if any")
+    entry_hash: str | None = Field(default=None, description="SHA-256 of that entry in its hash chain")
+
+
+class ProgrammeEvent(LedgerRef):
+    """opened | topped-up | closed"""
+
+    programme_id: str
+    name: str
+    amount: Money | None = Field(default=None, description="Budget at opening, or the top-up")
+    budget: Money = Field(description="Total budget after this event")
+    unissued: Money = Field(description="Budget not yet issued, after this event")
+    at: datetime
+
+
+class AgencyEvent(_Event):
+    """applied | approved | rejected | suspended | removed"""
+
+    programme_id: str
+    agency_org_id: str
+    categories: list[str]
+    state: str
+    reason: str = ""
+    at: datetime
+
+
+class RuleResult(_Event):
+    rule: str
+    passed: bool
+    detail: str
+
+
+class ApplicationEvent(_Event):
+    """submitted | reviewed (first of two levels) | approved | rejected"""
+
+    application_id: str
+    programme_id: str
+    enterprise_org_id: str
+    amount: Money
+    state: str
+    checks: list[RuleResult]
+    level: int | None = None
+    reviewer: str | None = None
+    reason: str = ""
+    voucher_id: str | None = None
+    at: datetime
+
+
+class VoucherEvent(LedgerRef):
+    """issued | expiring | expired | frozen | unfrozen | revoked"""
+
+    voucher_id: str
+    programme_id: str
+    enterprise_org_id: str
+    face_value: Money
+    state: str
+    expires_at: datetime
+    available: Money | None = Field(default=None, description="Available value at the time of the event")
+    amount: Money | None = Field(default=None, description="Value moved by this event (issued, lapsed, withdrawn)")
+    returned_to_budget: bool | None = None
+    reason: str = ""
+    application_id: str | None = None
+    at: datetime
+
+
+class RedemptionEvent(LedgerRef):
+    """reserved | settled | voided | paid | clawed-back"""
+
+    redemption_id: str
+    voucher_id: str
+    programme_id: str
+    agency_org_id: str
+    enterprise_org_id: str
+    amount: Money = Field(description="Amount covered by the voucher")
+    invoice_amount: Money
+    invoice_ref: str
+    category: str
+    transfer_id: str | None = None
+    state: str
+    settled_by: str | None = None
+    reason: str = ""
+    payout_ref: str | None = None
+    clawed_back: Money | None = Field(default=None, description="For clawed-back: the amount reversed now")
+    clawed_back_total: Money | None = None
+    at: datetime
+
+
+def event(aggregate: str, verb: str, subject: str, data: _Event) -> CloudEvent:
+    return new_event(service=SERVICE, aggregate=aggregate, verb=verb, subject=subject, data=data)

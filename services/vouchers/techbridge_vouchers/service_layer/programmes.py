@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from techbridge_shared.uow import UnitOfWork
+
+from ..domain import model as m
+from ..domain.ledger import AccountKind, JournalEntry, check_ledger, programme_account, programme_accounts
+from ..events.published import ProgrammeEvent, event
+from ..store.repository import Repository
+from .common import Actor, money, not_found, now
+
+
+@dataclass(frozen=True)
+class ProgrammeView:
+    programme: m.Programme
+    budget: int
+    unissued: int
+
+
+async def _view(repo: Repository, p: m.Programme) -> ProgrammeView:
+    b = await repo.balances([programme_account(p.id, AccountKind.FUNDING).id,
+                             programme_account(p.id, AccountKind.UNISSUED).id])
+    return ProgrammeView(p, -b[programme_account(p.id, AccountKind.FUNDING).id],
+                         b[programme_account(p.id, AccountKind.UNISSUED).id])
+
+
+def _publish(uow: UnitOfWork, verb: str, view: ProgrammeView, *, amount: int | None, entry: JournalEntry | None,
+             digest: str | None) -> None:
+    p = view.programme
+    uow.publish(event("programme", verb, p.id, ProgrammeEvent(
+        programme_id=p.id, name=p.terms.name, amount=money(amount, p.currency) if amount is not None else None,
+        budget=money(view.budget, p.currency), unissued=money(view.unissued, p.currency),
+        entry_id=entry.id if entry else None, entry_hash=digest, at=now())))
+
+
+async def open_programme(repo: Repository, uow: UnitOfWork, actor: Actor, terms: m.ProgrammeTerms, budget: int
+                         ) -> ProgrammeView:
+    p, entry = m.open_programme(m.new_id(), terms, budget, now=now(), actor=actor.sub)
+    await repo.add_programme(p)
+    await repo.open_accounts(programme_accounts(p.id), p.currency)
+    digest = await repo.post(entry)
+    view = ProgrammeView(p, budget, budget)
+    _publish(uow, "opened", view, amount=budget, entry=entry, digest=digest)
+    return view
+
+
+async def get(repo: Repository, programme_id: str, *, lock: bool = False) -> m.Programme:
+    p = await repo.programme(programme_id, lock=lock)
+    if p is None:
+        raise not_found("programme", programme_id)
+    return p
+
+
+async def view(repo: Repository, programme_id: str) -> ProgrammeView:
+    return await _view(repo, await get(repo, programme_id))
+
+
+async def top_up(repo: Repository, uow: UnitOfWork, actor: Actor, programme_id: str, amount: int, currency: str,
+                 memo: str) -> ProgrammeView:
+    p = await get(repo, programme_id, lock=True)
+    if currency != p.currency:
+        from ..domain.errors import invalid
+        raise invalid("body.amount.currency", f"the programme counts in {p.currency}")
+    entry = m.top_up(p, amount, now=now(), actor=actor.sub, memo=memo)
+    digest = await repo.post(entry)
+    v = await _view(repo, p)
+    _publish(uow, "topped-up", v, amount=amount, entry=entry, digest=digest)
+    return v
+
+
+async def close(repo: Repository, uow: UnitOfWork, actor: Actor, programme_id: str) -> ProgrammeView:
+    p = m.close_programme(await get(repo, programme_id, lock=True), now=now())
+    await repo.save_programme_state(p)
+    v = await _view(repo, p)
+    _publish(uow, "closed", v, amount=None, entry=None, digest=None)
+    return v
+
+
+async def dashboard(repo: Repository, programme_id: str) -> dict:
+    """Budget, issued, reserved, settled, paid, expired, revoked, remaining: recomputed from the
+    programme's journal (not from cached balances), with the programme's own check."""
+    p = await get(repo, programme_id)
+    report = check_ledger(await repo.stored_entries(programme_id=p.id), await repo.stored_accounts(programme_id=p.id),
+                          await repo.chain_heads(programme_id=p.id))
+    f = next((x for x in report.programmes if x.programme_id == p.id), None)
+    return {"programme": p, "figures": f, "ok": report.ok, "problems": report.problems}

@@ -1,0 +1,129 @@
+"""Running one command as one unit of work: retries on serialisation failures and deadlocks,
+and Idempotency-Key replay, so a money-moving request has exactly one effect.
+
+Concurrent requests carrying the same key serialise on a transaction-scoped advisory lock
+(PostgreSQL; SQLite serialises all writers anyway): the second waits for the first to commit,
+then finds its stored response and replays it, so all of them receive the same answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from techbridge_shared.errors import Conflict, Problem
+from techbridge_shared.idempotency import IdempotencyStore, StoredResponse
+from techbridge_shared.service import ServiceRuntime
+from techbridge_shared.uow import UnitOfWork
+
+from .repository import Repository
+from .tables import idempotency_keys
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+MAX_ATTEMPTS = 12
+
+T = TypeVar("T")
+
+idempotency_store = IdempotencyStore(idempotency_keys)
+
+
+@dataclass(frozen=True)
+class IdempotencyRequest:
+    scope: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: Any
+    replayed: bool = False
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    for candidate in (orig, getattr(orig, "__cause__", None), getattr(orig, "__context__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if code:
+            return code
+    return None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError):
+        if _sqlstate(exc) in RETRYABLE_SQLSTATES:
+            return True
+        # SQLite: "database is locked" after the busy timeout.
+        return "database is locked" in str(exc)
+    return False
+
+
+async def _lock_key(uow: UnitOfWork, idem: IdempotencyRequest) -> None:
+    if uow.session.bind.dialect.name == "postgresql":
+        digest = hashlib.sha256(f"{idem.scope}\0{idem.key}".encode()).digest()
+        lock_id = int.from_bytes(digest[:8], "big", signed=True)
+        await uow.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+
+async def transact(
+    runtime: ServiceRuntime,
+    work: Callable[[Repository, UnitOfWork], Awaitable[T]],
+    *,
+    present: Callable[[T], Any] = lambda x: x,
+    status: int = 200,
+    idempotency: IdempotencyRequest | None = None,
+) -> Outcome:
+    """Run `work` in a unit of work and commit; `present` turns its result into the response body
+    (stored with the idempotency key in the same transaction)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            async with runtime.unit_of_work() as uow:
+                if idempotency is not None:
+                    await _lock_key(uow, idempotency)
+                    stored = await idempotency_store.lookup(
+                        uow.session, scope=idempotency.scope, key=idempotency.key,
+                        fingerprint=idempotency.fingerprint)
+                    if stored is not None:
+                        return Outcome(stored.status, stored.body, replayed=True)
+                result = await work(Repository(uow.session), uow)
+                body = present(result)
+                if idempotency is not None:
+                    await idempotency_store.remember(
+                        uow.session, scope=idempotency.scope, key=idempotency.key,
+                        fingerprint=idempotency.fingerprint, status=status, body=body)
+                await uow.commit()
+                return Outcome(status, body)
+        except Conflict as exc:
+            if exc.code == "idempotency_key_in_progress" and attempt < MAX_ATTEMPTS:
+                await asyncio.sleep(0.01 * attempt)
+                continue
+            raise
+        except Problem:
+            raise
+        except DBAPIError as exc:
+            if is_retryable(exc) and attempt < MAX_ATTEMPTS:
+                await asyncio.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
+                continue
+            raise
+
+
+async def read(runtime: ServiceRuntime, work: Callable[[Repository], Awaitable[T]]) -> T:
+    """A read-only unit of work (rolled back at the end)."""
+    async with runtime.unit_of_work() as uow:
+        return await work(Repository(uow.session))
+
+
+__all__ = ["IdempotencyRequest", "Outcome", "StoredResponse", "read", "transact", "is_retryable"]
