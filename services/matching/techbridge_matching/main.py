@@ -79,6 +79,7 @@ def build_spec(settings: Settings | None = None, clock: Callable[[], datetime] =
 
     def configure(app: FastAPI) -> None:
         app.state.engine = engine
+        app.state.indexer = indexer
         app.state.clock = clock
         sweeper = ExpirySweeper(app, settings.expiry_sweep_interval_s)
         app.state.sweeper = sweeper

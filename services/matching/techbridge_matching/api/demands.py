@@ -137,7 +137,7 @@ async def achievement_matches(achievement_id: str, limit: int = Query(20, ge=1, 
         found = await uc.matches_for_achievement(uow, engine, identity, achievement_id, limit)
     items = []
     for d, cand, checks, expl in found:
-        summary = Hit(d.id, cand.score, cand.relevance, checks, cand.matched_terms, list(cand.ipc.shared), cand.dense,
+        summary = Hit(d.id, cand.score, cand.relevance, checks, expl["matched_terms"], list(cand.ipc.shared), cand.dense,
                       cand.lexical_rank, cand.dense_rank).summary
         items.append(DemandMatch(demand_id=d.id, owner_org_id=d.owner_org_id, title=d.title, deadline=d.deadline,
                                  score=cand.score, relevance=cand.relevance, explanation=Explanation(summary=summary, **expl)))

@@ -14,7 +14,7 @@ from functools import lru_cache
 import snowballstemmer
 
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_TOKEN_RE = re.compile(rf"[{_CJK}]+|[a-z0-9]+(?:[-'][a-z0-9]+)*")
+_TOKEN_RE = re.compile(rf"[{_CJK}]+|[a-z0-9]+")
 _CJK_RE = re.compile(rf"^[{_CJK}]+$")
 
 ENGLISH_STOP = frozenset(
@@ -60,7 +60,7 @@ def analyse(text: str) -> list[str]:
         else:
             if piece in ENGLISH_STOP or len(piece) > 40:
                 continue
-            terms.append(_stem(piece.replace("'", "")))
+            terms.append(_stem(piece))
     return terms
 
 
@@ -72,5 +72,5 @@ def display_terms(text: str) -> dict[str, str]:
             for word in _segmenter().cut_for_search(piece):
                 surface.setdefault(word, word)
         elif piece not in ENGLISH_STOP:
-            surface.setdefault(_stem(piece.replace("'", "")), piece)
+            surface.setdefault(_stem(piece), piece)
     return surface

@@ -140,8 +140,9 @@ async def matches_for_demand(uow: UnitOfWork, engine: MatchingEngine, identity: 
     out = []
     for h in hits:
         cand = by_id[h.achievement_id]
-        out.append((h, engine.facts[h.achievement_id],
-                    explanation(cand, h.checks, adjustments=h.adjustments, query_text=d.query_text)))
+        expl = explanation(cand, h.checks, adjustments=h.adjustments, query_text=d.query_text)
+        h.matched_terms = expl["matched_terms"]  # the words as written, not their stems
+        out.append((h, engine.facts[h.achievement_id], expl))
     return d, out
 
 
