@@ -23,9 +23,11 @@ def test_relief_from_royalty_known_answer_with_amortisation_benefit():
     assert float(r["value"][0]) == pytest.approx(194_163.76, abs=0.005)
 
 
-def test_after_tax_royalty_stream_is_revenue_times_rate_times_one_minus_tax():
-    r = fx.relief_from_royalty(REVENUES, 0.05, 0.25, 0.12)
-    assert r["after_tax_royalties"][0].tolist() == pytest.approx([37_500, 41_250, 45_000, 48_750, 52_500])
+def test_a_forecast_per_path_and_a_shared_forecast_give_the_same_values():
+    shared = fx.relief_from_royalty(REVENUES, [0.05, 0.06], 0.25, [0.12, 0.2], revenue_scale=[1.0, 0.5])["value"]
+    per_path = fx.relief_from_royalty([REVENUES, [r * 0.5 for r in REVENUES]], [0.05, 0.06], 0.25, [0.12, 0.2])["value"]
+    assert shared.tolist() == pytest.approx(per_path.tolist())
+    assert shared[0] == pytest.approx(159_167.92, abs=0.005)
 
 
 def test_mid_year_convention_lifts_value_by_half_a_year_of_discounting():

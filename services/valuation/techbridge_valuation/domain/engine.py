@@ -101,19 +101,21 @@ class Model:
 
     # -- the formulas, vectorised over paths -------------------------------------------
     def revenue_paths(self, x: dict[str, np.ndarray]) -> np.ndarray:
-        n = len(next(iter(x.values())))
+        """(1, life) when the forecast is shared by every path, else (n, life); scale not applied."""
         if self.revenues is not None:
             base = np.array(self.revenues[: self.life], dtype=float)
             if len(base) < self.life:  # hold the last year flat to the end of the life
                 last = base[-1] if len(base) else 0.0
                 base = np.concatenate([base, np.full(self.life - len(base), last)])
-            rev = np.broadcast_to(base, (n, self.life))
-        else:
-            t = np.arange(1, self.life + 1, dtype=float)[None, :]
-            k = t - self.launch_year
-            g = x["income.growth_rate"][:, None]
-            rev = np.where(k >= 0, x["income.first_year_revenue"][:, None] * (1.0 + g) ** np.maximum(k, 0), 0.0)
-        return rev * x["income.revenue_scale"][:, None]
+            return base[None, :]
+        first = x["income.first_year_revenue"]
+        out = np.zeros((len(first), self.life))
+        selling = self.life - (self.launch_year - 1)  # years from launch to the end of the life
+        if selling > 0:
+            k = np.arange(selling, dtype=float)[None, :]
+            # first x (1+g)^k, with exp(k ln(1+g)) instead of a pow per cell
+            out[:, self.launch_year - 1:] = first[:, None] * np.exp(k * np.log1p(x["income.growth_rate"])[:, None])
+        return out
 
     def evaluate(self, x: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Values by method, and intermediate figures for the report."""
@@ -122,11 +124,12 @@ class Model:
         rev = None
         if "income" in self.methods or "rnpv" in self.methods:
             rev = self.revenue_paths(x)
-            extra["revenue_total"] = rev.sum(axis=1)
+            extra["revenue_total"] = rev.sum(axis=1) * x["income.revenue_scale"]
         if "income" in self.methods:
             r = fx.relief_from_royalty(
                 rev, x["income.royalty_rate"], x["tax_rate"], x["income.discount_rate"],
                 mid_year=self.mid_year, amortisation_years=self.amortisation_years,
+                revenue_scale=x["income.revenue_scale"],
             )
             out["income"] = r["value"]
             extra["income.pv_before_tab"] = r["pv"]
@@ -136,6 +139,7 @@ class Model:
             r = fx.risk_adjusted_npv(
                 rev, x["rnpv.margin"], x["tax_rate"], x["rnpv.discount_rate"],
                 x["rnpv.success_probability"], self.development_costs, mid_year=self.mid_year,
+                revenue_scale=x["income.revenue_scale"],
             )
             out["rnpv"] = r["value"]
             extra["rnpv.pv_operating"] = r["pv_operating"]
