@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Request, Response
 from pydantic import BaseModel, Field
 
 from techbridge_shared.errors import Problem, problem_responses
@@ -46,6 +46,7 @@ class UnsupportedGrant(Problem):
 )
 async def token(
     request: Request,
+    response: Response,
     grant_type: Annotated[str, Form(description="client_credentials or password", examples=["client_credentials"])],
     client_id: Annotated[str | None, Form(examples=["dev-government"])] = None,
     client_secret: Annotated[str | None, Form()] = None,
@@ -65,4 +66,6 @@ async def token(
         access, ttl, identity = await auth.token_for_user(ctx, username, password)
     else:
         raise UnsupportedGrant(f"grant_type {grant_type!r} is not supported; use client_credentials or password")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
     return TokenResponse(access_token=access, expires_in=ttl, scope=" ".join(sorted(identity.roles)))

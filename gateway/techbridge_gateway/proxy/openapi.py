@@ -30,6 +30,7 @@ class OpenApiAggregator:
         self._merged: dict[str, Any] | None = None
         self._gateway_doc: dict[str, Any] | None = None
         self._task: asyncio.Task | None = None
+        self._reported: set[str] = set()
 
     def gateway_document(self) -> dict[str, Any]:
         if self._gateway_doc is None:
@@ -67,6 +68,7 @@ class OpenApiAggregator:
                 self.unavailable.add(name)
                 continue
             self.unavailable.discard(name)
+            self._reported.discard(name)
             if doc != self.documents.get(name):
                 self.documents[name] = doc
                 changed.append(name)
@@ -87,7 +89,9 @@ class OpenApiAggregator:
             doc = r.json()
             return name, doc if isinstance(doc, dict) and "paths" in doc else None
         except Exception as exc:
-            log.info("OpenAPI of %s not available: %s", name, exc)
+            if name not in self._reported:  # once per outage, not on every refresh
+                self._reported.add(name)
+                log.info("OpenAPI of %s not available: %s", name, exc)
             return name, None
 
     def start(self) -> None:

@@ -3,6 +3,7 @@ and the admin's registry of clients, API keys and users."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import secrets
@@ -111,7 +112,9 @@ def client_credentials_from(headers, form: Mapping[str, str]) -> tuple[str, str]
 async def token_for_client(ctx: GatewayContext, client_id: str, secret: str) -> tuple[str, int, Identity]:
     async with ctx.uow() as uow:
         client = await repo.get_client(uow.session, client_id)
-    ok = accounts.secret_accepted(
+    # The slow hash runs in a worker thread so other requests are not held up meanwhile.
+    ok = await asyncio.to_thread(
+        accounts.secret_accepted,
         hasher=ctx.hasher, secret=secret,
         current_hash=client["secret_hash"] if client else "",
         previous_hash=client["previous_secret_hash"] if client else None,
@@ -132,12 +135,12 @@ async def token_for_user(ctx: GatewayContext, email: str, password: str) -> tupl
     async with ctx.uow() as uow:
         user = await repo.get_user_by_email(uow.session, email)
         if user is None:
-            ctx.hasher.verify(None, password)
+            await asyncio.to_thread(ctx.hasher.verify, None, password)
             raise InvalidGrant("wrong e-mail or password", status=401)
         if ctx.lockout.is_locked(user["locked_until"], now):
             raise InvalidGrant("account locked after repeated failed sign-ins; try again later", status=401,
                                code="account_locked")
-        if user["disabled"] or not ctx.hasher.verify(user["password_hash"], password):
+        if user["disabled"] or not await asyncio.to_thread(ctx.hasher.verify, user["password_hash"], password):
             failures, locked_until = ctx.lockout.after_failure(user["failed_logins"], now)
             await repo.update_user(uow.session, user["user_id"], failed_logins=failures,
                                    locked_until=locked_until or user["locked_until"])
