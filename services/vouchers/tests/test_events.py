@@ -83,7 +83,8 @@ async def test_transfer_completion_settles_linked_reservations_exactly_once(stor
         async def inbox_rows():
             async with api.runtime.db.engine.connect() as conn:
                 n = (await conn.execute(select(func.count()).select_from(inbox).where(
-                    inbox.c.consumer_group.like("%.transfers")))).scalar()
+                    inbox.c.consumer_group.like("%.transfers"),
+                    inbox.c.event_id.in_([completed.id, again.id, cancelled.id])))).scalar()
             return n == 3  # completed, its re-sent twin, cancelled; the duplicate left no row
         await _eventually(inbox_rows)
 
