@@ -137,12 +137,10 @@ class ConsumerRunner:
                 while not self._stopping:
                     batches = await consumer.getmany(timeout_ms=200, max_records=self._max_batch)
                     for tp, records in batches.items():
-                        for record in records:
-                            await self._process(record)
-                            if self._stopping:
-                                break
-                        await self._commit(consumer, tp, records[-1].offset + 1)
-                        self._observe_lag(consumer, tp, records[-1].offset + 1)
+                        next_offset = await self._handle(records)
+                        if next_offset > records[0].offset:
+                            await self._commit(consumer, tp, next_offset)
+                            self._observe_lag(consumer, tp, next_offset)
                     backoff = 0.5
                     self.last_error = None
             except asyncio.CancelledError:
@@ -175,6 +173,52 @@ class ConsumerRunner:
                 max(0, highwater - position)
             )
 
+    async def _handle(self, records) -> int:
+        """Handle one partition's records in order; return the offset after the last one handled."""
+        if len(records) > 1 and await self._apply_together(records):
+            return records[-1].offset + 1
+        next_offset = records[0].offset
+        for record in records:
+            if self._stopping:
+                break
+            await self._process(record)
+            next_offset = record.offset + 1
+        return next_offset
+
+    async def _apply_together(self, records) -> bool:
+        """Apply a whole batch in one transaction (one commit instead of one per record).
+
+        Any failure rolls the batch back and returns False; the caller then takes the records
+        one by one, with retries and the DLQ, so a bad record costs only throughput.
+        """
+        items = []
+        for record in records:
+            try:
+                event = CloudEvent.from_json(record.value)
+            except EnvelopeError:
+                return False
+            items.append((record, event, self.subscription.handler_for(event.type)))
+        outcomes = []
+        try:
+            async with self._uow() as uow:
+                for record, event, handler in items:
+                    if handler is None:
+                        outcomes.append("ignored")
+                    elif not await self._claim(uow, record, event):
+                        outcomes.append("duplicate")
+                    else:
+                        await handler(uow, event)
+                        outcomes.append("applied")
+                await uow.commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("batch of %d failed (%s); applying one by one", len(records), type(exc).__name__)
+            return False
+        for outcome in outcomes:
+            CONSUMED.labels(self.service, self.group, outcome).inc()
+        return True
+
     async def _process(self, record) -> None:
         try:
             event = CloudEvent.from_json(record.value)
@@ -206,25 +250,27 @@ class ConsumerRunner:
 
     async def _apply(self, record, event: CloudEvent, handler: Handler) -> bool:
         async with self._uow() as uow:
-            values = {
-                "consumer_group": self.group,
-                "event_id": event.id,
-                "source": event.source,
-                "type": event.type,
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "processed_at": utcnow(),
-            }
-            insert = pg_insert if uow.session.bind.dialect.name == "postgresql" else sqlite_insert
-            result = await uow.session.execute(
-                insert(self._inbox).values(**values).on_conflict_do_nothing()
-            )
-            if result.rowcount == 0:
+            if not await self._claim(uow, record, event):
                 return False  # already applied by this group
             await handler(uow, event)
             await uow.commit()
             return True
+
+    async def _claim(self, uow: UnitOfWork, record, event: CloudEvent) -> bool:
+        """Insert the inbox row in the handler's transaction; False if this group has it already."""
+        values = {
+            "consumer_group": self.group,
+            "event_id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "processed_at": utcnow(),
+        }
+        insert = pg_insert if uow.session.bind.dialect.name == "postgresql" else sqlite_insert
+        result = await uow.session.execute(insert(self._inbox).values(**values).on_conflict_do_nothing())
+        return result.rowcount == 1
 
     async def _dead_letter(self, record, error: str, attempts: int) -> None:
         producer = await self._dlq_producer()

@@ -48,7 +48,9 @@ async def drive(url: str, rate: int, seconds: float, tick_s: float = 0.02) -> tu
         start = time.perf_counter()
         next_tick = start
         while time.perf_counter() - start < seconds:
-            r = await client.post("/notes/batch", params={"count": per_tick})
+            # Each event is its own transaction; a tick's events commit concurrently, as
+            # concurrent requests would.
+            r = await client.post("/notes/batch", params={"count": per_tick, "concurrency": per_tick})
             r.raise_for_status()
             written += per_tick
             next_tick += tick_s

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import uuid
 from pathlib import Path
 
@@ -59,10 +61,13 @@ async def record_note(body: NoteIn, runtime: ServiceRuntime = Depends(runtime_of
 
 
 @router.post("/notes/batch", status_code=201)
-async def record_notes(count: int, runtime: ServiceRuntime = Depends(runtime_of)) -> dict:
-    """Record `count` notes, each in its own transaction (load generation)."""
-    for _ in range(count):
-        await record_note(NoteIn(text="batch"), runtime)
+async def record_notes(count: int, concurrency: int = 1, runtime: ServiceRuntime = Depends(runtime_of)) -> dict:
+    """Record `count` notes, each in its own transaction, `concurrency` at a time (load generation)."""
+    remaining = count
+    while remaining:
+        n = min(concurrency, remaining)
+        await asyncio.gather(*(record_note(NoteIn(text="batch"), runtime) for _ in range(n)))
+        remaining -= n
     return {"recorded": count}
 
 
