@@ -1,6 +1,6 @@
 """Benchmark: a 100,000-path Monte Carlo of a full income valuation, and report rendering.
 
-Goal (issue 5): the Monte Carlo of a full income valuation (relief from royalty with the
+Also times the HTML and PDF reports. Goal (issue 5): the Monte Carlo of a full income valuation (relief from royalty with the
 tax-amortisation benefit plus risk-adjusted NPV, every rate and the forecast uncertain) in at
 most 200 ms on the project's 2-core machine. Prints figures; never fails on time.
 
@@ -18,7 +18,7 @@ from datetime import date
 from techbridge_valuation.domain.assumptions import Assumptions
 from techbridge_valuation.domain.engine import value
 from techbridge_valuation.domain.subject import IpRecord, Subject, Transfer
-from techbridge_valuation.reports import html
+from techbridge_valuation.reports import html, pdf
 
 TODAY = date(2026, 11, 26)
 
@@ -94,6 +94,10 @@ def main() -> None:
     record = {"valuation_id": "bench", "created_at": "2026-11-26T00:00:00+00:00", "requester_role": "owner",
               "request": everything.model_dump(mode="json"), "result": result.model_dump(mode="json")}
     report("HTML report with three inline SVG charts", timed(lambda: html.render(record), args.repeat))
+    t0 = time.perf_counter()
+    pdf.render(record)
+    print(f"{'PDF report, first in a process (font parsing)':<58} wall {1000 * (time.perf_counter() - t0):7.1f} ms")
+    report("PDF report (fpdf2, same charts)", timed(lambda: pdf.render(record), max(3, args.repeat // 2)))
     print(f"conclusion P10/P50/P90 (fen): {result.conclusion.low.amount:,} / {result.conclusion.mid.amount:,} / "
           f"{result.conclusion.high.amount:,}")
 

@@ -14,3 +14,6 @@ class Settings(BaseSettings):
         default="valuation", description="Consumer groups are <prefix>.achievements and <prefix>.transfers")
     default_paths: int = Field(default=10_000, ge=1_000, le=200_000,
                                description="Monte Carlo paths when a request does not say")
+    pdf_font_path: str = Field(
+        default="", description="TrueType font embedded in PDF reports; give one with CJK glyphs (e.g. "
+        "NotoSansCJK) to print Chinese titles. Empty: DejaVu Sans if installed, else the core font")

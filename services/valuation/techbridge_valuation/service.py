@@ -126,5 +126,12 @@ async def list_valuations(runtime: ServiceRuntime, identity: Identity, *, achiev
     return rows, nxt
 
 
+async def render_pdf(runtime: ServiceRuntime, identity: Identity, valuation_id: str) -> bytes:
+    from .reports import pdf
+
+    row = await get_valuation(runtime, identity, valuation_id)
+    return await asyncio.to_thread(pdf.render, row, runtime.settings.pdf_font_path or None)
+
+
 def money(row: dict[str, Any], key: str) -> Money:
     return Money(amount=row[key], currency=row["currency"])

@@ -193,6 +193,9 @@ async def test_valuation_from_events_to_report_and_completed_event(service: Clie
     page = await service.get(as_owner, f"{API}/valuations/{full['valuation_id']}/report.html")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.text.count("<svg ") == 3 and comp_ids[0] in page.text
+    doc = await service.get(as_owner, f"{API}/valuations/{full['valuation_id']}/report.pdf")
+    assert doc.status_code == 200 and doc.headers["content-type"] == "application/pdf" and doc.content[:5] == b"%PDF-"
+    assert (await service.get(as_stranger, f"{API}/valuations/{full['valuation_id']}/report.pdf")).status_code == 404
     js = await service.get(as_owner, f"{API}/valuations/{full['valuation_id']}/report.json")
     assert js.status_code == 200 and js.json()["result"]["conclusion"] == full["result"]["conclusion"]
     rep = (await service.post(as_owner, f"{API}/valuations/{full['valuation_id']}/reproduce")).json()

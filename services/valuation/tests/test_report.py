@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 from techbridge_valuation.domain.assumptions import Assumptions
 from techbridge_valuation.domain.engine import value
-from techbridge_valuation.reports import html, svg
+from techbridge_valuation.reports import html, pdf, svg
 
 from valuation_helpers import TEXTBOOK_REVENUES, TODAY, subject, transfer
 
@@ -49,3 +49,17 @@ def test_report_shows_range_assumptions_comparables_and_escapes_user_text():
 def test_amounts_read_in_major_units():
     assert svg.fmt_amount(15_916_792) == "CNY 159,167.92"
     assert svg.fmt_amount(250_000_000) == "CNY 2.50 m"
+
+
+def test_pdf_report_renders_without_a_browser_and_marks_missing_glyphs():
+    body = pdf.render(record())
+    assert body.startswith(b"%PDF-") and body.rstrip().endswith(b"%%EOF")
+    assert len(re.findall(rb"/Type\s*/Page\b", body)) >= 3  # conclusion, charts, tables, scorecard
+    # DejaVu Sans has no CJK glyphs: the title degrades to '?' and the report says so
+    doc = pdf._Pdf(None)
+    assert doc.t("锂电池 separator") == "??? separator" and doc.missing
+
+
+def test_pdf_uses_a_configured_font_when_given_one_that_exists():
+    doc = pdf._Pdf("/nonexistent/font.ttf")  # falls back rather than failing the report
+    assert doc.t("abc") == "abc"

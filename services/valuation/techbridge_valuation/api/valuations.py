@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from techbridge_shared.errors import problem_responses
@@ -32,6 +32,7 @@ class Links(BaseModel):
     self: str
     report_html: str
     report_json: str
+    report_pdf: str
 
 
 class ValuationSummary(BaseModel):
@@ -62,7 +63,8 @@ class Reproduction(BaseModel):
 
 def _links(vid: str) -> Links:
     base = f"{router.prefix}/{vid}"
-    return Links(self=base, report_html=base + "/report.html", report_json=base + "/report.json")
+    return Links(self=base, report_html=base + "/report.html", report_json=base + "/report.json",
+                 report_pdf=base + "/report.pdf")
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +124,14 @@ async def report_json(valuation_id: str, runtime: Runtime, identity: Caller) -> 
             response_class=HTMLResponse, responses=problem_responses(401, 404))
 async def report_html(valuation_id: str, runtime: Runtime, identity: Caller) -> HTMLResponse:
     return HTMLResponse(html.render(await service.get_valuation(runtime, identity, valuation_id)))
+
+
+@router.get("/{valuation_id}/report.pdf", summary="The report as PDF (same content and charts as the HTML)",
+            response_class=Response, responses={200: {"content": {"application/pdf": {}}}, **problem_responses(401, 404)})
+async def report_pdf(valuation_id: str, runtime: Runtime, identity: Caller) -> Response:
+    body = await service.render_pdf(runtime, identity, valuation_id)
+    return Response(body, media_type="application/pdf", headers={
+        "Content-Disposition": f'inline; filename="valuation-{valuation_id}.pdf"'})
 
 
 @router.post("/{valuation_id}/reproduce", summary="Recompute a stored valuation from its recorded inputs",

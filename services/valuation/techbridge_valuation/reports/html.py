@@ -27,12 +27,17 @@ def _m(amount: int | None, currency: str) -> str:
     return "-" if amount is None else svg.fmt_amount(amount, currency)
 
 
-def _value(v: Any) -> str:
+def value_text(v: Any, unit: str, currency: str) -> str:
+    """An input as recorded: a number or a distribution, amounts shown in major units."""
+    def num(x: float) -> str:
+        return svg.fmt_amount(x, currency) if unit == "minor units" else f"{x:g}"
+
     if isinstance(v, dict):
         if v.get("dist") == "empirical":
             return f"empirical ({len(v.get('values', []))} comparables)"
-        return escape(v.get("dist", "") + "(" + ", ".join(f"{k} {v[k]:g}" for k in v if k != "dist") + ")")
-    return escape(f"{v:g}" if isinstance(v, (int, float)) else str(v))
+        parts = [f"{k} {v[k]:g}" if k == "sigma" else f"{k} {num(v[k])}" for k in v if k != "dist"]
+        return f"{v.get('dist', '')}({', '.join(parts)})"
+    return num(v) if isinstance(v, (int, float)) else str(v)
 
 
 def render(record: dict[str, Any]) -> str:
@@ -102,7 +107,7 @@ def render(record: dict[str, Any]) -> str:
     for i in r["inputs"]:
         base_txt = _m(i["base"], cur) if i["unit"] == "minor units" else f"{i['base']:.4g}"
         out.append(f"<tr><td>{escape(i['label'])}<br><span class='muted'>{escape(i['name'])}</span></td>"
-                   f"<td>{_value(i['value'])}</td><td class='n'>{escape(base_txt)}</td><td>{escape(i['source'])}</td></tr>")
+                   f"<td>{escape(value_text(i['value'], i['unit'], cur))}</td><td class='n'>{escape(base_txt)}</td><td>{escape(i['source'])}</td></tr>")
     out.append("</table><p class='muted'>Amounts are in minor units (fen) inside the model and shown here in "
                f"{escape(cur)}; every amount is rounded once, half away from zero, when it leaves the model.</p>")
 

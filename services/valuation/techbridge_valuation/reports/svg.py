@@ -25,7 +25,7 @@ def _short(minor: float) -> str:
 
 
 def histogram(edges: list[int], counts: list[int], *, p10: int, p50: int, p90: int, currency: str,
-              width: int = 640, height: int = 300) -> str:
+              width: int = 640, height: int = 300, font: str = "sans-serif") -> str:
     left, right, top, bottom = 56, 16, 24, 48
     pw, ph = width - left - right, height - top - bottom
     lo, hi = edges[0], edges[-1]
@@ -49,21 +49,21 @@ def histogram(edges: list[int], counts: list[int], *, p10: int, p50: int, p90: i
             parts.append(f'<line x1="{xv:.1f}" y1="{top}" x2="{xv:.1f}" y2="{top + ph}" stroke="{colour}" '
                          f'stroke-width="1.5" stroke-dasharray="4 3"/>')
             parts.append(f'<text x="{xv + 3:.1f}" y="{top + 12}" font-size="11" fill="{colour}" '
-                         f'font-family="sans-serif">{label} {_short(v)}</text>')
+                         f'font-family="@FONT@">{label} {_short(v)}</text>')
     parts.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" stroke="#555"/>')
     for k in range(5):
         v = lo + span * k / 4
         parts.append(f'<text x="{x(v):.1f}" y="{top + ph + 16}" font-size="11" text-anchor="middle" '
-                     f'font-family="sans-serif">{_short(v)}</text>')
+                     f'font-family="@FONT@">{_short(v)}</text>')
     parts.append(f'<text x="{left + pw / 2:.1f}" y="{height - 8}" font-size="12" text-anchor="middle" '
-                 f'font-family="sans-serif">Reconciled value ({escape(currency)})</text>')
-    parts.append(f'<text x="14" y="{top + ph / 2:.1f}" font-size="12" text-anchor="middle" font-family="sans-serif" '
+                 f'font-family="@FONT@">Reconciled value ({escape(currency)})</text>')
+    parts.append(f'<text x="14" y="{top + ph / 2:.1f}" font-size="12" text-anchor="middle" font-family="@FONT@" '
                  f'transform="rotate(-90 14 {top + ph / 2:.1f})">Paths</text>')
     parts.append("</svg>")
-    return "".join(parts)
+    return "".join(parts).replace("@FONT@", escape(font))
 
 
-def tornado(bars: list[dict], *, base: int, currency: str, width: int = 640) -> str:
+def tornado(bars: list[dict], *, base: int, currency: str, width: int = 640, font: str = "sans-serif") -> str:
     """Bars: {label, value_at_low, value_at_high, low_input, high_input} in order, widest first."""
     row = 26
     left, right, top = 220, 24, 30
@@ -71,7 +71,7 @@ def tornado(bars: list[dict], *, base: int, currency: str, width: int = 640) -> 
     pw = width - left - right
     if not bars:
         return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="60"><text x="10" y="30" '
-                f'font-family="sans-serif" font-size="12">No input moves the value.</text></svg>')
+                f'font-family="{escape(font)}" font-size="12">No input moves the value.</text></svg>')
     lo = min(min(b["value_at_low"], b["value_at_high"]) for b in bars + [{"value_at_low": base, "value_at_high": base}])
     hi = max(max(b["value_at_low"], b["value_at_high"]) for b in bars + [{"value_at_low": base, "value_at_high": base}])
     span = (hi - lo) or 1
@@ -82,8 +82,10 @@ def tornado(bars: list[dict], *, base: int, currency: str, width: int = 640) -> 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="Tornado chart of input sensitivities">',
              f'<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>',
-             f'<text x="{left}" y="16" font-size="11" font-family="sans-serif">'
-             f'<tspan fill="#c0392b">&#9632; input low</tspan>  <tspan fill="#2e8b57">&#9632; input high</tspan></text>']
+             f'<rect x="{left}" y="7" width="10" height="10" fill="#c0392b"/>',
+             f'<text x="{left + 14}" y="16" font-size="11" font-family="@FONT@">input low</text>',
+             f'<rect x="{left + 90}" y="7" width="10" height="10" fill="#2e8b57"/>',
+             f'<text x="{left + 104}" y="16" font-size="11" font-family="@FONT@">input high</text>']
     for i, b in enumerate(bars):
         y = top + i * row
         for v, colour in ((b["value_at_low"], "#c0392b"), (b["value_at_high"], "#2e8b57")):
@@ -91,21 +93,21 @@ def tornado(bars: list[dict], *, base: int, currency: str, width: int = 640) -> 
             parts.append(f'<rect x="{x0:.1f}" y="{y + 4}" width="{max(x1 - x0, 0.5):.1f}" height="{row - 8}" '
                          f'fill="{colour}" opacity="0.85"><title>{escape(b["label"])}: {_short(v)}</title></rect>')
         parts.append(f'<text x="{left - 6}" y="{y + row / 2 + 4:.1f}" font-size="11" text-anchor="end" '
-                     f'font-family="sans-serif">{escape(b["label"][:34])}</text>')
+                     f'font-family="@FONT@">{escape(b["label"][:34])}</text>')
     xb = x(base)
     parts.append(f'<line x1="{xb:.1f}" y1="{top - 4}" x2="{xb:.1f}" y2="{top + row * len(bars)}" stroke="#222"/>')
     yb = top + row * len(bars) + 14
     for k in range(5):
         v = lo + span * k / 4
         parts.append(f'<text x="{x(v):.1f}" y="{yb}" font-size="11" text-anchor="middle" '
-                     f'font-family="sans-serif">{_short(v)}</text>')
+                     f'font-family="@FONT@">{_short(v)}</text>')
     parts.append(f'<text x="{left + pw / 2:.1f}" y="{yb + 18}" font-size="12" text-anchor="middle" '
-                 f'font-family="sans-serif">Reconciled value ({escape(currency)}); line = base case</text>')
+                 f'font-family="@FONT@">Reconciled value ({escape(currency)}); line = base case</text>')
     parts.append("</svg>")
-    return "".join(parts)
+    return "".join(parts).replace("@FONT@", escape(font))
 
 
-def radar(categories: list[tuple[str, float | None]], *, size: int = 360) -> str:
+def radar(categories: list[tuple[str, float | None]], *, size: int = 360, font: str = "sans-serif") -> str:
     """Scores 1-5 on one axis per category; an unrated category is drawn at 0 and marked."""
     cx = cy = size / 2
     radius = size / 2 - 70
@@ -127,8 +129,8 @@ def radar(categories: list[tuple[str, float | None]], *, size: int = 360) -> str
         lx, ly = point(i, radius + 30)
         text = f"{label} {v:.1f}" if v is not None else f"{label} (not rated)"
         parts.append(f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="12" text-anchor="middle" '
-                     f'font-family="sans-serif">{escape(text)}</text>')
+                     f'font-family="@FONT@">{escape(text)}</text>')
     pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in (point(i, radius * (v or 0) / 5) for i, (_, v) in enumerate(categories)))
     parts.append(f'<polygon points="{pts}" fill="#4a78b5" fill-opacity="0.35" stroke="#4a78b5" stroke-width="2"/>')
     parts.append("</svg>")
-    return "".join(parts)
+    return "".join(parts).replace("@FONT@", escape(font))
