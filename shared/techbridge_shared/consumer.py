@@ -26,6 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from .envelope import CloudEvent, EnvelopeError, dlq_topic, topic_for_type, utcnow
 from .metrics import CONSUMED, CONSUMER_LAG, DLQ_RECORDS, HANDLER_FAILURES
 from .settings import KafkaSettings
+from .tracing import child_traceparent, current_traceparent
 from .uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ class ConsumerRunner:
                     elif not await self._claim(uow, record, event):
                         outcomes.append("duplicate")
                     else:
-                        await handler(uow, event)
+                        await self._call(handler, uow, event)
                         outcomes.append("applied")
                 await uow.commit()
         except asyncio.CancelledError:
@@ -252,9 +253,18 @@ class ConsumerRunner:
         async with self._uow() as uow:
             if not await self._claim(uow, record, event):
                 return False  # already applied by this group
-            await handler(uow, event)
+            await self._call(handler, uow, event)
             await uow.commit()
             return True
+
+    @staticmethod
+    async def _call(handler: Handler, uow: UnitOfWork, event: CloudEvent) -> None:
+        """Run a handler inside the event's trace, so what it publishes continues that trace."""
+        token = current_traceparent.set(child_traceparent(event.traceparent))
+        try:
+            await handler(uow, event)
+        finally:
+            current_traceparent.reset(token)
 
     async def _claim(self, uow: UnitOfWork, record, event: CloudEvent) -> bool:
         """Insert the inbox row in the handler's transaction; False if this group has it already."""

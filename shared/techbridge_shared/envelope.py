@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .tracing import current_traceparent
+
 SPEC_VERSION = "1.0"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 _NAME = r"[a-z][a-z0-9-]*"
@@ -138,7 +140,10 @@ def new_event(
     version: int = 1,
     traceparent: str | None = None,
 ) -> CloudEvent:
-    """Build a past-tense fact about one aggregate; the aggregate id is the subject and key."""
+    """Build a past-tense fact about one aggregate; the aggregate id is the subject and key.
+
+    The event joins the trace of the request or event being handled unless told otherwise.
+    """
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
     type_ = event_type(service, aggregate, verb, version)
     return CloudEvent(
@@ -147,5 +152,5 @@ def new_event(
         subject=str(subject),
         dataschema=f"/schemas/{type_}.json",
         data=payload,
-        traceparent=traceparent,
+        traceparent=traceparent or current_traceparent.get(),
     )

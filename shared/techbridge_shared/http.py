@@ -8,14 +8,17 @@ import uuid
 
 from .logs import request_id_var
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
+from .tracing import child_traceparent, current_traceparent
 
 log = logging.getLogger("techbridge.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
+TRACEPARENT_HEADER = b"traceparent"
 
 
 class RequestContextMiddleware:
-    """Takes X-Request-ID from the caller (or makes one), echoes it, and measures the request."""
+    """Takes X-Request-ID from the caller (or makes one) and echoes it; continues the caller's
+    trace (W3C traceparent) in a span of this process; measures the request."""
 
     def __init__(self, app, service: str):
         self.app = app
@@ -24,15 +27,17 @@ class RequestContextMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        request_id = None
+        request_id = incoming_trace = None
         for name, value in scope.get("headers", []):
             if name == REQUEST_ID_HEADER:
                 candidate = value.decode("latin-1")[:128]
                 if candidate.isprintable():
                     request_id = candidate
-                break
+            elif name == TRACEPARENT_HEADER:
+                incoming_trace = value.decode("latin-1")
         request_id = request_id or uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        trace_token = current_traceparent.set(child_traceparent(incoming_trace))
         status = 500
         started = time.perf_counter()
 
@@ -59,3 +64,4 @@ class RequestContextMiddleware:
                     extra={"status": status, "duration_ms": round(elapsed * 1000, 2), "route": template},
                 )
             request_id_var.reset(token)
+            current_traceparent.reset(trace_token)

@@ -8,6 +8,8 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from .tracing import current_traceparent, trace_id
+
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "taskName", "color_message"}
@@ -29,6 +31,9 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             body["request_id"] = request_id
+        current_trace = trace_id(current_traceparent.get())
+        if current_trace:
+            body["trace_id"] = current_trace
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 body[key] = value

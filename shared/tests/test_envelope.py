@@ -78,3 +78,16 @@ def test_time_is_utc_with_z():
     assert CloudEvent.from_json(event.to_json()).time.tzinfo == UTC
     with pytest.raises(ValueError):
         CloudEvent(source="/techbridge/x", type="techbridge.x.y.z.v1", subject="s", time=datetime(2026, 1, 1))
+
+
+def test_events_join_the_current_trace():
+    from techbridge_shared.tracing import child_traceparent, current_traceparent, trace_id
+
+    parent = child_traceparent(None)
+    token = current_traceparent.set(parent)
+    try:
+        event = new_event(service="probe", aggregate="note", verb="recorded", subject="n", data={})
+    finally:
+        current_traceparent.reset(token)
+    assert trace_id(event.traceparent) == trace_id(parent)
+    assert new_event(service="probe", aggregate="note", verb="recorded", subject="n", data={}).traceparent is None

@@ -7,6 +7,7 @@ ship: SQLite embedded for `make run`, PostgreSQL in production.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -190,3 +191,16 @@ def test_consumer_is_ready_only_after_joining_its_group(pair):
     assert any(k.startswith("consumer:probe.tally-") and v == "ok" for k, v in body["checks"].items())
 
 
+
+
+def test_the_callers_trace_continues_into_the_event(pair, kafka_bootstrap):
+    publisher, _consumer = pair()
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    r = httpx.post(publisher.url + "/notes", json={"text": "traced"},
+                   headers={"traceparent": f"00-{trace}-b7ad6b7169203331-01"})
+    note_id = r.json()["id"]
+    records = asyncio.run(_read_raw(kafka_bootstrap, NOTE_TOPIC, want=10_000, timeout=5))
+    [record] = [r for r in records if r.key == note_id.encode()]
+    traceparent = json.loads(record.value)["traceparent"]
+    assert traceparent.split("-")[1] == trace
+    assert traceparent.split("-")[2] != "b7ad6b7169203331"  # the service's own span
