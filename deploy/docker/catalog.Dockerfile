@@ -2,7 +2,8 @@
 # Techbridge catalog: `docker build -f deploy/docker/catalog.Dockerfile -t techbridge/catalog .`
 # from the repository root. Only this service's own dependencies are installed (uv sync
 # --package reads them from uv.lock); its migrations/ directory ships beside the package,
-# where the service looks for it, and /app/migrate.py applies them as a one-shot step.
+# where the service looks for it, and /app/migrate.py applies them as a one-shot step;
+# /app/dlq_replay.py sends dead-lettered records back to their topic (deploy/README.md).
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -36,7 +37,7 @@ WORKDIR /app
 COPY --from=builder /app/.venv /app/.venv
 COPY --from=builder /app/shared /app/shared
 COPY --from=builder /app/services/catalog /app/services/catalog
-COPY deploy/docker/migrate.py /app/migrate.py
+COPY deploy/docker/migrate.py deploy/docker/dlq_replay.py /app/
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     TECHBRIDGE_SERVICE=catalog \
     CATALOG_HOST=0.0.0.0 CATALOG_PORT=8101 CATALOG_DATA_DIR=/tmp/techbridge

@@ -2,7 +2,8 @@
 # Techbridge matching: `docker build -f deploy/docker/matching.Dockerfile -t techbridge/matching .`
 # from the repository root. Only this service's own dependencies are installed (uv sync
 # --package reads them from uv.lock); its migrations/ directory ships beside the package,
-# where the service looks for it, and /app/migrate.py applies them as a one-shot step.
+# where the service looks for it, and /app/migrate.py applies them as a one-shot step;
+# /app/dlq_replay.py sends dead-lettered records back to their topic (deploy/README.md).
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -36,7 +37,7 @@ WORKDIR /app
 COPY --from=builder /app/.venv /app/.venv
 COPY --from=builder /app/shared /app/shared
 COPY --from=builder /app/services/matching /app/services/matching
-COPY deploy/docker/migrate.py /app/migrate.py
+COPY deploy/docker/migrate.py deploy/docker/dlq_replay.py /app/
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     TECHBRIDGE_SERVICE=matching \
     MATCHING_HOST=0.0.0.0 MATCHING_PORT=8102 MATCHING_DATA_DIR=/tmp/techbridge

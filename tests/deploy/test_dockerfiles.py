@@ -52,6 +52,11 @@ def resolve_args(text: str, args: dict[str, str]) -> str:
     return re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), text)
 
 
+def copy_sources(arguments: str) -> list[str]:
+    """The source paths of a COPY instruction (flags and the destination dropped)."""
+    return [a for a in shlex.split(arguments)[:-1] if not a.startswith("--")]
+
+
 def pinned(image: str) -> bool:
     if "@sha256:" in image:
         return True
@@ -126,19 +131,21 @@ def test_image_holds_only_its_own_code_and_its_migrations(process):
     assert syncs and all(f"--package techbridge-{name}" in s and "--frozen" in s and "--no-dev" in s for s in syncs)
     final = stages(instrs)[-1]
     copied = [rest for k, rest in final if k == "COPY"]
-    sources = {shlex.split(c)[-2] for c in copied}
+    sources = {src for c in copied for src in copy_sources(c)}
     assert f"/app/{own}" in sources, f"{name}: the final image does not copy {own}"
     others = {p.relative_to(ROOT).as_posix() for n, p in processes().items() if n != name}
     for c in [rest for k, rest in instrs if k == "COPY"]:
         for other in others:
-            src = shlex.split(c)[-2]
-            assert not src.startswith(other + "/") or src == f"{other}/pyproject.toml", f"{name} copies {src}"
+            for src in copy_sources(c):
+                assert not src.startswith(other + "/") or src == f"{other}/pyproject.toml", f"{name} copies {src}"
     assert (directory / "migrations" / "env.py").exists()
     assert list((directory / "migrations" / "versions").glob("*.py")), f"{name}: no migrations"
     # The service looks for migrations/ beside its package: copying the whole directory keeps it.
     main = (directory / f"techbridge_{name}" / "main.py").read_text()
     assert 'parent.parent / "migrations"' in main
-    assert any("deploy/docker/migrate.py /app/migrate.py" in c for c in copied)
+    tools = {"deploy/docker/migrate.py", "deploy/docker/dlq_replay.py"}
+    assert tools <= sources, f"{name}: the image lacks {tools - sources}"
+    assert any(c.split()[-1] == "/app/" and tools <= set(copy_sources(c)) for c in copied)
 
 
 def test_dockerignore_keeps_tests_and_local_state_out(process):
@@ -149,8 +156,9 @@ def test_dockerignore_keeps_tests_and_local_state_out(process):
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     for keyword, rest in instructions(DOCKER / f"{name}.Dockerfile"):
         if keyword == "COPY" and "--from=" not in rest:
-            src = shlex.split(rest)[-2].rstrip("/")
-            assert any(src == a or src.startswith(a + "/") for a in allowed), f"{src} is ignored by the build"
+            for src in copy_sources(rest):
+                src = src.rstrip("/")
+                assert any(src == a or src.startswith(a + "/") for a in allowed), f"{src} is ignored by the build"
 
 
 def uv() -> str:

@@ -51,6 +51,7 @@ def run_migrate(env: dict[str, str], *args: str, cwd: Path) -> subprocess.Comple
 def load_migrate():
     spec = importlib.util.spec_from_file_location("techbridge_deploy_migrate", MIGRATE)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
