@@ -257,3 +257,42 @@ def test_scorecard_fills_what_facts_tell_and_keeps_the_requesters_ratings():
     assert ind["legal.remaining_term"].rating == 4  # 13 years left
     assert r.scorecard.categories["legal"] == pytest.approx(4.5)
     assert r.scorecard.categories["finance"] is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(k=st.floats(0.1, 10), royalty=st.floats(0.01, 0.3), rate=st.floats(0.02, 0.6))
+def test_income_value_is_proportional_to_the_revenue_forecast(k, royalty, rate):
+    base = method(run(textbook(royalty_rate=royalty, discount_rate=rate)), "income").value
+    scaled = method(run(textbook(royalty_rate=royalty, discount_rate=rate, revenue_scale=k)), "income").value
+    assert scaled == pytest.approx(base * k, rel=1e-6, abs=1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(f1=st.floats(0, 0.95), f2=st.floats(0, 0.95), which=st.sampled_from(
+    ["functional_obsolescence", "technological_obsolescence", "economic_obsolescence"]))
+def test_more_obsolescence_never_raises_the_cost_value(f1, f2, which):
+    lo, hi = sorted((f1, f2))
+
+    def cost(x):
+        body = {"methods": ["cost"], "simulation": {"paths": 1000},
+                "cost": {"items": [{"label": "staff", "amount": 80_000_000}], "technological_obsolescence": 0.1, which: x}}
+        return method(run(body), "cost").value
+
+    assert cost(lo) >= cost(hi)
+
+
+@settings(max_examples=20, deadline=None)
+@given(trl=st.integers(1, 9), seed=st.integers(0, 1000))
+def test_the_conclusion_is_never_negative_and_weights_sum_to_one(trl, seed):
+    body = {
+        "income": {"revenues": [0, 0, 50_000_000], "royalty_rate": 0.05, "discount_rate": 0.3},
+        "rnpv": {"margin": {"dist": "uniform", "low": -0.2, "high": 0.1}, "development_costs": [90_000_000]},
+        "cost": {"items": [{"label": "staff", "amount": 1_000_000}]},
+        "simulation": {"paths": 1000, "seed": seed},
+    }
+    r = run(body, subj=subject(trl=trl))
+    assert r.conclusion.low.amount >= 0
+    assert sum(r.conclusion.weights.values()) == pytest.approx(1.0)
+    assert method(r, "rnpv").value < 0  # reported as computed ...
+    weighted = sum(m.weight * max(m.value, 0) for m in r.methods)
+    assert r.conclusion.base_case == pytest.approx(weighted, abs=2)  # ... and counted as 0 in the conclusion

@@ -210,6 +210,15 @@ async def test_valuation_from_events_to_report_and_completed_event(service: Clie
     assert e.data["report_path"] == f"{API}/valuations/{full['valuation_id']}/report.html"
     assert events[bid].data["requester_role"] == "buyer"
 
+    # A cancelled deal ends the buyer's right to request (it keeps seeing what it already has).
+    await publish(kafka_bootstrap, [transfer_event("cancelled", f"tr-deal-{run}", aid, owner, buyer, subclass, None)])
+    deadline = time.monotonic() + 60
+    while (r := await service.post(as_buyer, f"{API}/valuations", {**textbook, "methods": ["income"]})).status_code == 201:
+        assert time.monotonic() < deadline, "the cancellation never arrived"
+        await asyncio.sleep(0.3)
+    assert r.status_code == 403
+    assert (await service.get(as_buyer, f"{API}/valuations/{bid}")).status_code == 200
+
 
 async def test_bad_assumptions_get_a_422_naming_the_field(service: Client, kafka_bootstrap):
     run = uuid.uuid4().hex[:8]
