@@ -19,7 +19,8 @@ def record():
         "simulation": {"paths": 2000, "seed": 7},
     }
     a = Assumptions.model_validate(body)
-    r = value(subject(), [transfer(1, 30_000_000), transfer(2, 50_000_000, bp=None)], a, TODAY)
+    r = value(subject(asking_price=50_000_000), [transfer(1, 30_000_000), transfer(2, 50_000_000),
+                                                 transfer(3, None, bp=450)], a, TODAY)
     return {"valuation_id": "v-1", "created_at": "2026-11-26T10:00:00+00:00", "requester_role": "owner",
             "request": a.model_dump(mode="json"), "result": r.model_dump(mode="json")}
 
@@ -44,6 +45,8 @@ def test_report_shows_range_assumptions_comparables_and_escapes_user_text():
     assert "Enterprise Income Tax Law" in page  # a defaulted input shows its source
     assert "triangular(low 0.03, mode 0.05, high 0.08)" in page
     assert "2026.1" in page
+    assert "The owner asks CNY 500,000.00" in page
+    assert "Platform evidence: 1 comparable royalty deal(s), median 4.50 %" in page
 
 
 def test_amounts_read_in_major_units():

@@ -211,7 +211,7 @@ class _Resolver:
 
 
 def _resolve(subject: Subject, prot: Protection, a: Assumptions, t: DefaultsTable,
-             comparables: list[Comparable]) -> tuple[Model, list[str], list[str]]:
+             comparables: list[Comparable]) -> tuple[Model, list[str]]:
     res = _Resolver(t)
     industry = t.industry_for(list(subject.ipc_codes), list(subject.fields))
     # Which methods
@@ -378,7 +378,7 @@ def _resolve(subject: Subject, prot: Protection, a: Assumptions, t: DefaultsTabl
         res.warnings.append("Protection rests on an application not yet granted: the term assumes grant.")
     if res.errors:
         raise AssumptionsRefused(res.errors)
-    return model, res.warnings, [industry.label]
+    return model, res.warnings
 
 
 def _weights(model: Model, a: Assumptions, trl: int, comparables: list[Comparable]) -> dict[str, tuple[float, str]]:
@@ -428,7 +428,7 @@ def value(
         subject, transfers, t, exclusivity=a.market.exclusivity, territory=a.market.territory,
         currency=a.currency, limit=a.market.max_comparables,
     )
-    model, warnings, _ = _resolve(subject, prot, a, t, comparables)
+    model, warnings = _resolve(subject, prot, a, t, comparables)
     weights = _weights(model, a, subject.trl, comparables)
     w = {m: wt for m, (wt, _) in weights.items()}
 
@@ -485,6 +485,12 @@ def value(
                 notes.append("Includes the tax-amortisation benefit: value = PV x 1/(1 - t/n x annuity(r, n)).")
             notes.append("Value = sum over years of revenue x royalty x (1 - tax) / (1 + r)^t"
                          + (" (mid-year)." if model.mid_year else " (end of year)."))
+            rates = sorted(tr.royalty_rate_bp for tr, _ in royalty_only if tr.royalty_rate_bp)
+            if rates:
+                median_bp = rates[len(rates) // 2] if len(rates) % 2 else (rates[len(rates) // 2 - 1] + rates[len(rates) // 2]) / 2
+                used = model.inputs["income.royalty_rate"].base
+                notes.append(f"Platform evidence: {len(rates)} comparable royalty deal(s), median {median_bp / 100:.2f} % "
+                             f"(range {rates[0] / 100:.2f}-{rates[-1] / 100:.2f} %); this valuation uses {used:.2%}.")
         elif m == "rnpv":
             details["pv_operating_unrisked"] = to_minor(float(base_extra["rnpv.pv_operating"][0]))
             details["pv_development_costs"] = to_minor(float(base_extra["rnpv.pv_costs"][0]))
@@ -528,6 +534,7 @@ def value(
             achievement_id=subject.achievement_id, version=subject.version, owner_org_id=subject.owner_org_id,
             title_zh=subject.title_zh, title_en=subject.title_en, ip_type=subject.ip_type, trl=subject.trl,
             ipc_codes=list(subject.ipc_codes), fields=list(subject.fields), industry=industry.label,
+            asking_price=None if subject.asking_price is None else Money(amount=subject.asking_price, currency=subject.currency),
             protection_ends_on=prot.ends_on,
             remaining_protection_years=None if prot.remaining_years is None else round(prot.remaining_years, 2),
             protection_basis=prot.basis,

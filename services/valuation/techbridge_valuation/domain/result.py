@@ -25,6 +25,7 @@ class SubjectOut(_Out):
     ipc_codes: list[str]
     fields: list[str]
     industry: str = Field(description="Industry used for default royalty rates")
+    asking_price: Money | None = Field(default=None, description="The owner's asking price, if listed")
     protection_ends_on: date | None
     remaining_protection_years: float | None
     protection_basis: str

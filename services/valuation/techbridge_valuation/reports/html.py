@@ -40,6 +40,15 @@ def value_text(v: Any, unit: str, currency: str) -> str:
     return num(v) if isinstance(v, (int, float)) else str(v)
 
 
+def asking_price_note(r: dict[str, Any]) -> str | None:
+    ask = r["subject"].get("asking_price")
+    if not ask or not ask.get("amount") or ask.get("currency") != r["currency"]:
+        return None
+    mid = r["conclusion"]["mid"]["amount"]
+    return (f"The owner asks {svg.fmt_amount(ask['amount'], ask['currency'])}: the mid value is "
+            f"{mid / ask['amount']:.0%} of the asking price.")
+
+
 def render(record: dict[str, Any]) -> str:
     r = record["result"]
     cur = r["currency"]
@@ -78,6 +87,9 @@ def render(record: dict[str, Any]) -> str:
                    + "</ul></div>")
     for reason in c["reasons"][len(r["methods"]):]:
         out.append(f"<p class='muted'>{escape(reason)}</p>")
+    ask = asking_price_note(r)
+    if ask:
+        out.append(f"<p>{escape(ask)}</p>")
 
     out.append("<h2>The achievement</h2><table>")
     for label, v in (

@@ -21,7 +21,7 @@ from fpdf.fonts import FontFace
 from ..domain.defaults import table as defaults_table
 from ..domain.scorecard import CATEGORIES
 from . import svg
-from .html import value_text
+from .html import asking_price_note, value_text
 
 DEFAULT_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 FAMILY = "ReportSans"
@@ -152,6 +152,9 @@ def render(record: dict[str, Any], font_path: str | None = None) -> bytes:
             pdf.para("- " + w, 8.5)
     for reason in c["reasons"][len(r["methods"]):]:
         pdf.para(reason, 8.5)
+    ask = asking_price_note(r)
+    if ask:
+        pdf.para(ask, 9)
 
     pdf.h2("The achievement")
     pdf.grid(["", ""], [
