@@ -12,7 +12,7 @@ from conftest import read_events
 pytestmark = pytest.mark.timeout(180)
 
 A = "/api/v1/catalog/achievements"
-O = "/api/v1/catalog/organisations"
+ORGS = "/api/v1/catalog/organisations"
 ADMIN = who(None, "admin")
 
 
@@ -20,7 +20,7 @@ ADMIN = who(None, "admin")
 
 async def test_registration_and_update_are_announced(api, kafka_bootstrap):
     code = credit_code()
-    r = await api.post(O, ADMIN, json={
+    r = await api.post(ORGS, ADMIN, json={
         "name": "上海交通大学", "name_en": "Shanghai Jiao Tong University", "kind": "university",
         "region": "Shanghai/Minhang", "credit_code": code, "headcount": 20000,
         "annual_revenue": {"amount": 10_000_000_000, "currency": "CNY"}, "registered_on": "1896-04-08"})
@@ -30,9 +30,9 @@ async def test_registration_and_update_are_announced(api, kafka_bootstrap):
     assert r.headers["ETag"] == '"1"' and r.headers["Location"].endswith(oid)
 
     member = who(oid, "institution")
-    r = await api.patch(f"{O}/{oid}", member, json={"headcount": 21000}, headers={"If-Match": '"1"'})
+    r = await api.patch(f"{ORGS}/{oid}", member, json={"headcount": 21000}, headers={"If-Match": '"1"'})
     assert r.status_code == 200 and r.json()["version"] == 2
-    r = await api.patch(f"{O}/{oid}", who("another-org", "institution"), json={"headcount": 1}, headers={"If-Match": '"2"'})
+    r = await api.patch(f"{ORGS}/{oid}", who("another-org", "institution"), json={"headcount": 1}, headers={"If-Match": '"2"'})
     assert r.status_code == 403
 
     events = await read_events(kafka_bootstrap, "techbridge.catalog.organisation.v1", {oid}, want=2)
@@ -44,7 +44,7 @@ async def test_registration_and_update_are_announced(api, kafka_bootstrap):
                     "annual_revenue": {"amount": 10_000_000_000, "currency": "CNY"}, "registered_on": "1896-04-08"}
     assert events[1]["data"]["headcount"] == 21000 and events[0]["_key"] == oid
 
-    history = (await api.get(f"{O}/{oid}/history", member)).json()["items"]
+    history = (await api.get(f"{ORGS}/{oid}/history", member)).json()["items"]
     assert [h["action"] for h in history] == ["register", "edit"]
     assert history[1]["changes"] == [{"field": "headcount", "old": 20000, "new": 21000}]
 
@@ -52,21 +52,21 @@ async def test_registration_and_update_are_announced(api, kafka_bootstrap):
 async def test_registry_refuses_duplicates_and_bad_codes(api):
     code = credit_code()
     base = {"name": "同济大学", "kind": "university", "credit_code": code}
-    assert (await api.post(O, ADMIN, json=base)).status_code == 201
-    r = await api.post(O, ADMIN, json={**base, "name": "同济大学（重复）"})
+    assert (await api.post(ORGS, ADMIN, json=base)).status_code == 201
+    r = await api.post(ORGS, ADMIN, json={**base, "name": "同济大学（重复）"})
     assert r.status_code == 409 and r.json()["code"] == "duplicate_credit_code"
-    r = await api.post(O, ADMIN, json={**base, "credit_code": code[:-1] + ("0" if code[-1] != "0" else "1")})
+    r = await api.post(ORGS, ADMIN, json={**base, "credit_code": code[:-1] + ("0" if code[-1] != "0" else "1")})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.credit_code"
-    r = await api.post(O, ADMIN, json={**base, "credit_code": credit_code(), "kind": "pirate"})
+    r = await api.post(ORGS, ADMIN, json={**base, "credit_code": credit_code(), "kind": "pirate"})
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.kind"
 
 
 async def test_self_registration_only_for_ones_own_organisation(api):
     mine = f"org-{uuid.uuid4().hex[:8]}"
     body = {"name": "某科技有限公司", "kind": "enterprise", "credit_code": credit_code()}
-    r = await api.post(O, who(mine, "enterprise"), json={**body, "organisation_id": "someone-else"})
+    r = await api.post(ORGS, who(mine, "enterprise"), json={**body, "organisation_id": "someone-else"})
     assert r.status_code == 403
-    r = await api.post(O, who(mine, "enterprise"), json=body)
+    r = await api.post(ORGS, who(mine, "enterprise"), json=body)
     assert r.status_code == 201 and r.json()["organisation_id"] == mine
 
 
@@ -75,7 +75,7 @@ async def test_listing_organisations_pages_by_name(api):
         await api.register_org(name=name, kind="institute")
     seen, cursor = [], None
     while True:
-        r = await api.get(O, who(None, "partner"), params={"limit": 2, "kind": "institute", **({"cursor": cursor} if cursor else {})})
+        r = await api.get(ORGS, who(None, "partner"), params={"limit": 2, "kind": "institute", **({"cursor": cursor} if cursor else {})})
         body = r.json()
         seen += [o["name"] for o in body["items"]]
         cursor = body["next_cursor"]

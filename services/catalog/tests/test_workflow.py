@@ -159,3 +159,18 @@ async def test_history_records_who_changed_what(api):
     assert changed["confidential_details"]["new"] is None and changed["confidential_details"]["redacted"]
     assert items[2]["from_status"] == "draft" and items[2]["to_status"] == "submitted"
     assert (await api.get(f"{path}/history", who("other", "institution"))).status_code == 404
+
+
+async def test_confidential_details_only_for_the_owner_and_registered_co_owners(api):
+    org = await api.register_org()
+    oid, co = org["organisation_id"], "org-co-owner"
+    a = await api.published(oid, co_owners=[{"name": "本校", "org_id": oid, "share_bp": 7000},
+                                             {"name": "合作企业", "org_id": co, "share_bp": 3000}])
+    path = f"{A}/{a['achievement_id']}"
+    for identity, visible in ((who(oid, "institution"), True), (who(co, "enterprise"), True),
+                              (who("org-stranger", "enterprise"), False), (who(None, "admin"), False),
+                              (who(None, "government"), False)):
+        body = (await api.get(path, identity)).json()
+        assert body["confidential_visible"] is visible
+        assert (body["confidential_details"] is not None) is visible
+        assert body["abstract_en"].startswith("A ceramic-coated separator")  # the teaser is public

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from techbridge_shared.errors import FieldError, Problem, ValidationFailed, problem_responses
 from techbridge_shared.identity import Identity, require_identity, require_roles
 from techbridge_shared.money import Money
-from techbridge_shared.pagination import Page, PageParams, decode_cursor, page_params
+from techbridge_shared.pagination import Page, PageParams, decode_cursor, encode_cursor, page_params
 from techbridge_shared.service import ServiceRuntime, runtime_of
 
-from ..domain.model import IpType, Status, TransferMode, bits_to_modes
+from ..domain.model import IpType, Status, TransferMode
 from ..domain.rules import AchievementContent, CoOwner, Inventor, IpRecord
 from ..domain.search import FACETS, SearchQuery
 from ..domain.text import query_tokens
@@ -23,7 +23,7 @@ from ..service import achievements as service
 from ..service import imports
 from ..service.achievements import AchievementView
 from ..service.common import Actor
-from .common import etag, if_match, settings_of
+from .common import etag, if_match
 from .organisations import HistoryEntry, history_page
 
 router = APIRouter(prefix="/api/v1/catalog/achievements", tags=["achievements"])
@@ -250,7 +250,6 @@ async def search_achievements(
     )
     async with runtime.unit_of_work() as uow:
         result, names = await service.search(uow.session, Actor.of(identity), query)
-    from techbridge_shared.pagination import encode_cursor
     return SearchPage(
         items=[_item(h.row, h.score, names) for h in result.hits],
         next_cursor=encode_cursor(result.next_cursor) if result.next_cursor else None,
@@ -413,5 +412,3 @@ async def expire_due(identity: Identity = Depends(require_roles("admin")),
         await uow.commit()
     return ExpiryOut(expired=ids)
 
-
-__all__ = ["router", "admin_router", "bits_to_modes", "Any", "settings_of"]

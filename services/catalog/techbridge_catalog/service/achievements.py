@@ -197,7 +197,8 @@ async def view(session, actor: Actor, achievement_id: str) -> AchievementView:
     a = await repo.get(achievement_id)
     if a is None:
         raise NotFound(f"achievement {achievement_id} does not exist")
-    parties = await repo.deal_party_orgs(a.id)
+    # Registered co-owners read like the owner (they own the result too); deal parties as well.
+    parties = await repo.deal_party_orgs(a.id) | {c.org_id for c in a.content.co_owners if c.org_id}
     if _hidden(actor, a, parties):
         raise NotFound(f"achievement {achievement_id} does not exist")
     confidential = can_see_confidential(caller_org=actor.org, owner_org_id=a.owner_org_id, deal_parties=parties)
