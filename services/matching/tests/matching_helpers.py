@@ -54,7 +54,8 @@ def achievement_data(**over) -> dict:
 OTHER_ACHIEVEMENTS = [
     dict(title_zh="一种水稻抗倒伏新品种", title_en="Lodging-resistant rice variety",
          abstract_zh="高产抗倒伏水稻品种。", abstract_en="A high-yield rice variety whose stems resist lodging in typhoon seasons.",
-         keywords=["rice", "breeding"], fields=["agriculture"], ipc_codes=["A01H 6/46"], ip_type="plant_variety", trl=8),
+         keywords=["rice", "breeding"], fields=["agriculture"], ipc_codes=["A01H 6/46"], ip_type="plant_variety", trl=8,
+         transfer_modes=["non_exclusive_licence"]),
     dict(title_zh="工业机器人视觉定位软件", title_en="Vision positioning software for industrial robots",
          abstract_zh="基于深度学习的机器人视觉定位。", abstract_en="Deep-learning camera calibration and part localisation for robot arms on assembly lines.",
          keywords=["robot", "machine vision"], fields=["intelligent manufacturing"], ipc_codes=["G06T 7/73", "B25J 9/16"],

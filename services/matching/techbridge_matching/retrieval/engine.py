@@ -166,7 +166,7 @@ class HybridIndex:
             )
             doc_terms = self.lexical.terms(doc_id)
             matched = [t for t in q_set if t in doc_terms]
-            matched.sort(key=lambda t: -self.lexical.idf(t))
+            matched.sort(key=lambda t: (-self.lexical.idf(t), t))
             cand.matched_terms = matched
             cand.term_coverage = round(sum(self.lexical.idf(t) for t in matched) / q_weight, 4)
             out.append(cand)
@@ -176,7 +176,7 @@ class HybridIndex:
                  doc_ipc: list[str], doc_id: str = "") -> Candidate:
         """Evidence for one document (indexed or not yet) against a query, with this index's idf."""
         q_set = set(analyse(text))
-        matched = sorted((t for t in q_set if t in doc_terms), key=lambda t: -self.lexical.idf(t))
+        matched = sorted((t for t in q_set if t in doc_terms), key=lambda t: (-self.lexical.idf(t), t))
         q_weight = sum(self.lexical.idf(t) for t in q_set) or 1.0
         cand = Candidate(doc_id=doc_id, score=0.0, matched_terms=matched)
         cand.term_coverage = round(sum(self.lexical.idf(t) for t in matched) / q_weight, 4)
