@@ -164,7 +164,7 @@ def render(record: dict[str, Any]) -> str:
     out.append("</table>")
 
     t = defaults_table(r["table_version"])
-    out.append(f"<h2>Method notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in t.notes) + "</ul>")
+    out.append("<h2>Method notes</h2><ul>" + "".join(f"<li>{escape(n)}</li>" for n in t.notes) + "</ul>")
     out.append("<p class='muted'>Reproduce: POST the recorded request (JSON report, <code>request</code>) with the same "
                "seed against defaults table " + escape(r["table_version"]) + ", or call "
                "<code>POST /api/v1/valuation/valuations/{id}/reproduce</code>.</p>")
