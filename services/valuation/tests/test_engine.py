@@ -156,6 +156,11 @@ def test_missing_sections_and_unknown_indicators_are_named():
     assert set(errors) >= {"income", "cost", "scorecard.ratings.legal.nonsense"}
 
 
+def test_an_unknown_defaults_table_version_is_refused_and_a_known_one_is_recorded():
+    assert "table_version" in refused({**textbook(), "table_version": "1999.1"})
+    assert run({**textbook(), "table_version": "2026.1"}).table_version == "2026.1"
+
+
 def test_market_alone_without_comparables_is_refused():
     errors = refused({"methods": ["market"]})
     assert "methods" in errors

@@ -421,7 +421,11 @@ def value(
     today: date,
 ) -> ValuationResult:
     a = assumptions
-    t = defaults_table(a.table_version)
+    try:
+        t = defaults_table(a.table_version)
+    except KeyError:
+        raise AssumptionsRefused([("table_version", f"no defaults table {a.table_version!r}; "
+                                   "see GET /api/v1/valuation/defaults/versions")]) from None
     on = a.valuation_date or today
     prot = protection(subject, on, t)
     comparables, royalty_only = find_comparables(
