@@ -159,7 +159,7 @@ def test_core_resources_match_the_kubernetes_schemas(rendered, secrets_example, 
                 problems.append(f"{variant} {r['kind']} {r['apiVersion']}: no such API in Kubernetes {version}")
     assert not problems, "\n".join(problems)
     for kind in ("Deployment", "Service", "ConfigMap", "Job", "HorizontalPodAutoscaler",
-                 "PodDisruptionBudget", "Ingress", "Secret", "Namespace", "ServiceAccount"):
+                 "PodDisruptionBudget", "Ingress", "Secret", "Namespace", "ServiceAccount", "NetworkPolicy"):
         assert checked[kind], f"no {kind} was validated"
 
 
@@ -173,7 +173,7 @@ def test_strict_validation_would_catch_a_mistake(rendered):
 
 def test_only_known_resource_kinds_are_used(rendered):
     core = {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Job", "HorizontalPodAutoscaler",
-            "PodDisruptionBudget", "Ingress", "Namespace"}
+            "PodDisruptionBudget", "Ingress", "Namespace", "NetworkPolicy"}
     for variant, resources in rendered.items():
         kinds = {r["kind"] for r in resources}
         assert kinds <= core | OPERATOR_KINDS, f"{variant}: unchecked kinds {kinds - core - OPERATOR_KINDS}"
@@ -497,3 +497,40 @@ def test_overlay_sets_namespace_images_and_replicas(rendered, overlay):
     for pdb in find(resources, "PodDisruptionBudget"):
         # With one replica, minAvailable: 1 would block every node drain.
         assert "maxUnavailable" in pdb["spec"] or pdb["spec"]["minAvailable"] < floor
+
+
+def admitted(policies: list[dict], target_labels: dict, source_labels: dict, source_namespace: str | None) -> bool:
+    """Whether some policy selecting the target lets a pod with these labels in (same namespace
+    when source_namespace is None). A pod no policy selects admits everyone."""
+    selecting = [p for p in policies if matches(p["spec"]["podSelector"], target_labels)]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                if "namespaceSelector" in peer:
+                    ns_labels = {"kubernetes.io/metadata.name": source_namespace} if source_namespace else {}
+                    if source_namespace and matches(peer["namespaceSelector"], ns_labels):
+                        return True
+                elif source_namespace is None and matches(peer["podSelector"], source_labels):
+                    return True
+    return False
+
+
+def test_network_policies_let_only_the_gateway_call_the_services(rendered):
+    resources = rendered["production"]
+    policies = find(resources, "NetworkPolicy")
+    gateway = pod_labels(one(resources, "Deployment", "gateway"))
+    for name in processes():
+        labels = pod_labels(one(resources, "Deployment", name))
+        assert admitted(policies, labels, {}, "monitoring"), f"Prometheus cannot scrape {name}"
+        assert not admitted(policies, labels, {}, "somewhere-else"), f"{name} is open to any namespace"
+        if name == "gateway":
+            assert admitted(policies, labels, {}, "ingress-nginx")
+            continue
+        assert admitted(policies, labels, gateway, None), f"the gateway cannot call {name}"
+        other = pod_labels(one(resources, "Deployment", "catalog" if name != "catalog" else "vouchers"))
+        assert not admitted(policies, labels, other, None), f"another service can call {name}"
+        for rule in (r for p in policies for r in p["spec"]["ingress"]):
+            for port in rule["ports"]:
+                assert port["port"] == "http"
