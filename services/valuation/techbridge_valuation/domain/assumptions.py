@@ -32,7 +32,7 @@ class _Model(BaseModel):
 
 class IncomeAssumptions(_Model):
     revenues: list[Amount] | None = Field(
-        default=None, max_length=50,
+        default=None, min_length=1, max_length=50,
         description="Revenue forecast of the products using the technology, minor units, year 1 first",
     )
     first_year_revenue: Uncertain | None = Field(

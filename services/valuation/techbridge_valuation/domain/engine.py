@@ -275,8 +275,6 @@ def _resolve(subject: Subject, prot: Protection, a: Assumptions, t: DefaultsTabl
         if inc.revenues is not None and 0 < len(inc.revenues) < life:
             res.warnings.append(f"Income: the forecast has {len(inc.revenues)} years and the life {life}; "
                                 "the last forecast year is held flat to the end.")
-        if inc.revenues is not None and len(inc.revenues) == 0:
-            res.errors.append(("income.revenues", "at least one year"))
         model.revenues = inc.revenues
         model.launch_year = inc.launch_year
         model.mid_year = inc.mid_year
