@@ -301,3 +301,41 @@ def test_the_conclusion_is_never_negative_and_weights_sum_to_one(trl, seed):
     assert method(r, "rnpv").value < 0  # reported as computed ...
     weighted = sum(m.weight * max(m.value, 0) for m in r.methods)
     assert r.conclusion.base_case == pytest.approx(weighted, abs=2)  # ... and counted as 0 in the conclusion
+
+
+def _uncertain(lo: float, hi: float):
+    num = st.floats(lo, hi, allow_nan=False)
+    return st.one_of(
+        num,
+        st.tuples(num, num, num).map(lambda t: sorted(t)).filter(lambda t: t[0] < t[2]).map(
+            lambda t: {"dist": "triangular", "low": t[0], "mode": t[1], "high": t[2]}),
+        st.tuples(st.floats(max(lo, 1e-6), max(hi, 1e-6)), st.floats(0.01, 1.5)).map(
+            lambda t: {"dist": "lognormal", "median": t[0], "sigma": t[1]}),
+        st.tuples(num, num).map(sorted).filter(lambda t: t[0] < t[1]).map(
+            lambda t: {"dist": "uniform", "low": t[0], "high": t[1]}),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    trl=st.integers(1, 9),
+    royalty=_uncertain(-0.1, 0.7), discount=_uncertain(-0.2, 1.5), tax=_uncertain(-0.1, 0.8),
+    margin=_uncertain(-1.5, 1.5), vol=_uncertain(-0.1, 3.5), obsolescence=_uncertain(-0.2, 1.2),
+    life=st.one_of(st.none(), st.integers(1, 50)), tab=st.booleans(),
+)
+def test_any_assumptions_give_a_result_or_a_refusal_never_a_crash(trl, royalty, discount, tax, margin, vol,
+                                                                   obsolescence, life, tab):
+    body = {
+        "income": {"revenues": TEXTBOOK_REVENUES, "royalty_rate": royalty, "discount_rate": discount, "tax_rate": tax,
+                   "life_years": life, "tax_amortisation_benefit": tab, "life_beyond_patent_term": True},
+        "rnpv": {"margin": margin, "development_costs": [10_000_000]},
+        "cost": {"items": [{"label": "staff", "amount": 10_000_000}], "functional_obsolescence": obsolescence},
+        "real_option": {"investment_cost": 50_000_000, "years": 2, "volatility": vol},
+        "simulation": {"paths": 1000},
+    }
+    try:
+        r = run(body, subj=subject(trl=trl), transfers=[transfer(1, 10_000_000)])
+    except AssumptionsRefused as e:
+        assert e.errors and all(f and m for f, m in e.errors)
+        return
+    assert r.conclusion.low.amount <= r.conclusion.mid.amount <= r.conclusion.high.amount
