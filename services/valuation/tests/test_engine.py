@@ -339,3 +339,9 @@ def test_any_assumptions_give_a_result_or_a_refusal_never_a_crash(trl, royalty, 
         assert e.errors and all(f and m for f, m in e.errors)
         return
     assert r.conclusion.low.amount <= r.conclusion.mid.amount <= r.conclusion.high.amount
+
+
+def test_a_listing_that_is_no_longer_live_is_valued_with_a_warning():
+    assert not any("no longer" in w or "withdrawn" in w for w in run(textbook(), subj=subject(status="under_negotiation")).warnings)
+    r = run(textbook(), subj=subject(status="withdrawn"))
+    assert any("The achievement is withdrawn" in w for w in r.warnings)

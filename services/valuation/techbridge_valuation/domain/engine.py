@@ -370,7 +370,7 @@ def _resolve(subject: Subject, prot: Protection, a: Assumptions, t: DefaultsTabl
                 res.errors.append((f"weights.{k}", f"method {k} is not run in this valuation"))
         if sum(a.weights.values()) <= 0:
             res.errors.append(("weights", "at least one weight must be above 0"))
-    if subject.status != "published":
+    if subject.status in ("withdrawn", "expired", "transferred"):
         res.warnings.append(f"The achievement is {subject.status}, not published; the valuation uses its last known data.")
     if prot.pending:
         res.warnings.append("Protection rests on an application not yet granted: the term assumes grant.")

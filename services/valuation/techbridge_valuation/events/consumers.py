@@ -17,7 +17,9 @@ TRANSFER = "techbridge.matching.transfer.{}.v1"
 
 
 async def on_achievement_published(uow: UnitOfWork, event: CloudEvent) -> None:
-    await Repository(uow.session).upsert_achievement(dict(event.data), "published")
+    # Catalog says "published" or "under_negotiation"; both are live listings.
+    status = str(event.data.get("status") or "published")
+    await Repository(uow.session).upsert_achievement(dict(event.data), status)
 
 
 def _status_handler(status: str):
