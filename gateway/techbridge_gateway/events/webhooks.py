@@ -40,34 +40,45 @@ class DeliveryWorker:
             headers={"user-agent": "techbridge-webhooks/1"},
         )
         self._task: asyncio.Task | None = None
-        self._sem = asyncio.Semaphore(s.webhook_concurrency)
+        self._recorder: asyncio.Task | None = None
+        self._inflight: set[asyncio.Task] = set()
+        self._results: asyncio.Queue = asyncio.Queue()
         self.delivered = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="gateway-webhooks")
+        self._recorder = asyncio.create_task(self._record_loop(), name="gateway-webhook-log")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._recorder):
+            if task:
+                task.cancel()
+        for task in list(self._inflight):
+            task.cancel()
+        await asyncio.gather(*(t for t in (self._task, self._recorder, *self._inflight) if t), return_exceptions=True)
         await self.http.aclose()
 
     async def _loop(self) -> None:
         while True:
             try:
-                sent = await self.run_once()
+                started = await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("delivery round failed")
-                sent = 0
-            if not sent:
+                started = 0
+            if not started:
                 await self.ctx.wait_events(self.ctx.settings.webhook_poll_interval_s)
 
     async def run_once(self) -> int:
+        """Claim what is due (up to the free delivery slots) and start sending it."""
+        room = self.ctx.settings.webhook_concurrency - len(self._inflight)
+        if room <= 0:
+            await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+            return 1
         now = now_utc()
         async with self.ctx.uow() as uow:
-            due = await repo.due_deliveries(uow.session, now, self.ctx.settings.webhook_concurrency * 4)
+            due = await repo.due_deliveries(uow.session, now, room)
             claimed = []
             for d in due:
                 if await repo.claim_delivery(uow.session, d["delivery_id"], d["next_attempt_at"], now + LEASE):
@@ -75,50 +86,71 @@ class DeliveryWorker:
             subs = {d["subscription_id"]: await repo.get_subscription(uow.session, d["subscription_id"]) for d in claimed}
             events = {d["event_seq"]: await repo.get_event(uow.session, d["event_seq"]) for d in claimed}
             await uow.commit()
-        await asyncio.gather(*(self._deliver(d, subs[d["subscription_id"]], events[d["event_seq"]]) for d in claimed))
+        for d in claimed:
+            task = asyncio.create_task(self._deliver(d, subs[d["subscription_id"]], events[d["event_seq"]]))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
         return len(claimed)
 
     async def _deliver(self, delivery: dict, sub: dict, event: dict) -> None:
-        async with self._sem:
-            attempt = delivery["attempts"] + 1
-            body = event["payload"].encode()
-            status_code: int | None = None
-            error: str | None = None
-            started = time.perf_counter()
-            try:
-                await check_callback(self.ctx, sub["callback_url"])
-                timestamp = int(time.time())
-                response = await self.http.post(sub["callback_url"], content=body, headers={
-                    "content-type": "application/cloudevents+json; charset=utf-8",
-                    SIGNATURE_HEADER: sign(sub["secret"], timestamp, body),
-                    DELIVERY_HEADER: delivery["delivery_id"],
-                    ATTEMPT_HEADER: str(attempt),
-                })
-                status_code = response.status_code
-                if not 200 <= status_code < 300:
-                    error = f"receiver answered {status_code}"
-            except CallbackRefused as exc:
-                error = f"callback refused: {exc}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
-            duration_ms = int((time.perf_counter() - started) * 1000)
-            await self._record(delivery, attempt, status_code, error, duration_ms)
+        attempt = delivery["attempts"] + 1
+        body = event["payload"].encode()
+        status_code: int | None = None
+        error: str | None = None
+        started = time.perf_counter()
+        try:
+            await check_callback(self.ctx, sub["callback_url"])
+            timestamp = int(time.time())
+            response = await self.http.post(sub["callback_url"], content=body, headers={
+                "content-type": "application/cloudevents+json; charset=utf-8",
+                SIGNATURE_HEADER: sign(sub["secret"], timestamp, body),
+                DELIVERY_HEADER: delivery["delivery_id"],
+                ATTEMPT_HEADER: str(attempt),
+            })
+            status_code = response.status_code
+            if not 200 <= status_code < 300:
+                error = f"receiver answered {status_code}"
+        except CallbackRefused as exc:
+            error = f"callback refused: {exc}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        except Exception as exc:  # never lose the attempt: it is logged like any failure
+            log.exception("delivery %s failed unexpectedly", delivery["delivery_id"])
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        self._results.put_nowait((delivery, attempt, status_code, error, duration_ms))
 
-    async def _record(self, delivery: dict, attempt: int, status_code: int | None, error: str | None,
-                      duration_ms: int) -> None:
+    async def _record_loop(self) -> None:
+        """Writes finished attempts in batches; a failed write leaves them due again after the lease."""
+        while True:
+            batch = [await self._results.get()]
+            while not self._results.empty() and len(batch) < 500:
+                batch.append(self._results.get_nowait())
+            try:
+                await self._record(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not record %d delivery attempts", len(batch))
+            self.ctx.notify_events()  # the next delivery of the same aggregate may go now
+
+    async def _record(self, results) -> None:
+        """One transaction for the whole round: the attempt log and each delivery's new state."""
         s = self.ctx.settings
         now = now_utc()
-        if error is None:
-            values = {"status": "delivered", "delivered_at": now, "last_error": None}
-            self.delivered += 1
-        elif attempt >= s.webhook_max_attempts:
-            values = {"status": "parked", "last_error": error}
-        else:
-            delay = backoff_s(attempt, s.webhook_backoff_base_s, s.webhook_backoff_max_s)
-            values = {"status": "pending", "next_attempt_at": now + timedelta(seconds=delay), "last_error": error}
         async with self.ctx.uow() as uow:
-            await repo.insert_attempt(uow.session, delivery_id=delivery["delivery_id"], attempt=attempt, at=now,
-                                      status_code=status_code, error=error, duration_ms=duration_ms)
-            await repo.update_delivery(uow.session, delivery["delivery_id"], attempts=attempt,
-                                       last_status_code=status_code, **values)
+            for delivery, attempt, status_code, error, duration_ms in results:
+                if error is None:
+                    values = {"status": "delivered", "delivered_at": now, "last_error": None}
+                    self.delivered += 1
+                elif attempt >= s.webhook_max_attempts:
+                    values = {"status": "parked", "last_error": error}
+                else:
+                    delay = backoff_s(attempt, s.webhook_backoff_base_s, s.webhook_backoff_max_s)
+                    values = {"status": "pending", "next_attempt_at": now + timedelta(seconds=delay),
+                              "last_error": error}
+                await repo.insert_attempt(uow.session, delivery_id=delivery["delivery_id"], attempt=attempt,
+                                          at=now, status_code=status_code, error=error, duration_ms=duration_ms)
+                await repo.update_delivery(uow.session, delivery["delivery_id"], attempts=attempt,
+                                           last_status_code=status_code, **values)
             await uow.commit()
