@@ -26,7 +26,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY shared/ shared/
 COPY services/catalog/ services/catalog/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --package techbridge-catalog
+    uv sync --frozen --no-dev --package techbridge-catalog \
+ && python -m compileall -q shared/techbridge_shared services/catalog/techbridge_catalog services/catalog/migrations
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 techbridge \

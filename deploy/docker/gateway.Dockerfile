@@ -26,7 +26,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY shared/ shared/
 COPY gateway/ gateway/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --package techbridge-gateway
+    uv sync --frozen --no-dev --package techbridge-gateway \
+ && python -m compileall -q shared/techbridge_shared gateway/techbridge_gateway gateway/migrations
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 techbridge \

@@ -26,7 +26,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY shared/ shared/
 COPY services/matching/ services/matching/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --package techbridge-matching
+    uv sync --frozen --no-dev --package techbridge-matching \
+ && python -m compileall -q shared/techbridge_shared services/matching/techbridge_matching services/matching/migrations
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 techbridge \

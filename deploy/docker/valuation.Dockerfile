@@ -26,7 +26,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY shared/ shared/
 COPY services/valuation/ services/valuation/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --package techbridge-valuation
+    uv sync --frozen --no-dev --package techbridge-valuation \
+ && python -m compileall -q shared/techbridge_shared services/valuation/techbridge_valuation services/valuation/migrations
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 techbridge \

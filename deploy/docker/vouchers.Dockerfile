@@ -26,7 +26,8 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY shared/ shared/
 COPY services/vouchers/ services/vouchers/
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --package techbridge-vouchers
+    uv sync --frozen --no-dev --package techbridge-vouchers \
+ && python -m compileall -q shared/techbridge_shared services/vouchers/techbridge_vouchers services/vouchers/migrations
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 techbridge \

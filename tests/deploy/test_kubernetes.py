@@ -211,6 +211,8 @@ def test_deployment_probes_resources_and_security(rendered, name):
     assert quantity(container["resources"]["limits"]["memory"]) >= quantity(container["resources"]["requests"]["memory"])
     assert quantity(container["resources"]["limits"]["cpu"]) >= quantity(container["resources"]["requests"]["cpu"])
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"  # restricted PSS
+    assert pod["automountServiceAccountToken"] is False
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"]["drop"] == ["ALL"]
