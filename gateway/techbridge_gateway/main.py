@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from techbridge_shared.service import ServiceRuntime, ServiceSpec, create_app as create_service_app
 from techbridge_shared.settings import load_settings
@@ -35,6 +35,7 @@ from .store.tables import metadata
 
 SERVICE = "gateway"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+ASYNCAPI = Path(__file__).resolve().parent / "asyncapi.yaml"
 PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,10 @@ def _configure(app: FastAPI, ctx: GatewayContext) -> None:
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Techbridge API")
+
+    @app.get("/asyncapi.yaml", include_in_schema=False)
+    async def asyncapi() -> Response:
+        return Response(ASYNCAPI.read_bytes(), media_type="application/yaml")
 
     @app.get("/openapi/status", include_in_schema=False)
     async def openapi_status() -> JSONResponse:

@@ -118,3 +118,23 @@ async def test_document_survives_a_service_going_down_and_a_gateway_restart(tmp_
         validate(r.json())
         assert "/api/v1/catalog/things/{thing_id}" in r.json()["paths"]
         assert "catalog" in r.json()["info"]["x-techbridge-unavailable"]
+
+
+async def test_asyncapi_document_names_every_topic_and_is_served(tmp_path):
+    import yaml
+
+    from techbridge_gateway.events.consumer import KNOWN_TOPICS
+
+    settings = gateway_settings(tmp_path)
+    async with gateway_app(settings) as (_app, client):
+        r = await client.get("/asyncapi.yaml")
+    assert r.status_code == 200
+    doc = yaml.safe_load(r.text)
+    assert doc["asyncapi"].startswith("3.")
+    addresses = {c["address"] for c in doc["channels"].values()}
+    assert addresses == set(KNOWN_TOPICS)
+    names = {m["name"] for m in doc["components"]["messages"].values()}
+    assert "techbridge.matching.transfer.offer-made.v1" in names
+    assert "techbridge.catalog.achievement.published.v1" in names
+    data = doc["components"]["schemas"]["MatchingTransferSignedData"]["properties"]
+    assert {"seller_org_id", "buyer_org_id", "price", "royalty_rate_bp"} <= set(data)
