@@ -52,6 +52,23 @@ async def get(repo: Repository, programme_id: str, *, lock: bool = False) -> m.P
     return p
 
 
+_terms_cache: dict[str, m.Programme] = {}
+
+
+async def get_for_redemption(repo: Repository, programme_id: str) -> m.Programme:
+    """A programme whose terms are current; its open/closed state may be stale. Terms never
+    change after opening and redemption does not depend on the state (a closed programme stops
+    applications and issuance, not the spending of vouchers already issued), so the hot path
+    reads the programme row once per process."""
+    p = _terms_cache.get(programme_id)
+    if p is None:
+        p = await get(repo, programme_id)
+        if len(_terms_cache) > 10_000:
+            _terms_cache.clear()
+        _terms_cache[programme_id] = p
+    return p
+
+
 async def view(repo: Repository, programme_id: str) -> ProgrammeView:
     return await _view(repo, await get(repo, programme_id))
 

@@ -17,7 +17,7 @@ from ..domain.ledger import AccountKind, InsufficientBalance, JournalEntry, vouc
 from ..events.published import RedemptionEvent, event
 from ..store.repository import Repository
 from .common import SYSTEM, Actor, money, not_found, now, overdraft
-from .programmes import get as get_programme
+from .programmes import get_for_redemption as get_programme
 
 log = logging.getLogger(__name__)
 

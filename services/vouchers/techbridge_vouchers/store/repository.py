@@ -13,7 +13,7 @@ from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, case, func, insert, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -114,6 +114,8 @@ class Repository:
     def __init__(self, session: AsyncSession):
         self.s = session
         self.dialect = session.bind.dialect.name
+        # Chain heads of rows this transaction holds locked (read with the lock, advanced by post()).
+        self._heads: dict[str, str] = {}
 
     def _insert(self, table):
         return (pg_insert if self.dialect == "postgresql" else sqlite_insert)(table)
@@ -140,6 +142,8 @@ class Repository:
 
     async def programme(self, programme_id: str, *, lock: bool = False) -> m.Programme | None:
         row = await self._one(select(programmes).where(programmes.c.id == programme_id), lock)
+        if row and lock:
+            self._heads[row.id] = row.head_hash
         return programme_from_row(row) if row else None
 
     async def save_programme_state(self, p: m.Programme) -> None:
@@ -263,6 +267,8 @@ class Repository:
 
     async def voucher(self, voucher_id: str, *, lock: bool = False) -> m.Voucher | None:
         row = await self._one(select(vouchers).where(vouchers.c.id == voucher_id), lock)
+        if row and lock:
+            self._heads[row.id] = row.head_hash
         return voucher_from_row(row) if row else None
 
     async def save_voucher(self, v: m.Voucher) -> None:
@@ -368,20 +374,27 @@ class Repository:
 
         The caller holds the lock on the chain owner (the programme or voucher row)."""
         owner = programmes if entry.kind in PROGRAMME_CHAIN else vouchers
-        prev = (await self.s.execute(select(owner.c.head_hash).where(owner.c.id == entry.chain_key))).scalar()
+        prev = self._heads.get(entry.chain_key)
+        if prev is None:
+            prev = (await self.s.execute(select(owner.c.head_hash).where(owner.c.id == entry.chain_key)
+                                         .with_for_update())).scalar()
         if prev is None:
             raise RuntimeError(f"chain owner {entry.chain_key} of entry {entry.id} does not exist")
-        # Debits first (in account order, so concurrent entries lock rows in one order), then credits.
-        for p in sorted(entry.postings, key=lambda p: (p.amount > 0, p.account.id)):
-            cond = accounts.c.id == p.account.id
+        # One statement moves every leg; a leg that would overdraw its account matches no row.
+        delta = case({p.account.id: p.amount for p in entry.postings}, value=accounts.c.id)
+        legs = []
+        for p in entry.postings:
+            leg = accounts.c.id == p.account.id
             if p.amount < 0 and not p.account.may_go_negative:
-                cond = and_(cond, accounts.c.balance >= -p.amount)
-            result = await self.s.execute(update(accounts).where(cond).values(balance=accounts.c.balance + p.amount))
-            if result.rowcount != 1:
-                held = (await self.s.execute(select(accounts.c.balance).where(accounts.c.id == p.account.id))).scalar()
-                if held is None:
-                    raise RuntimeError(f"account {p.account.id} does not exist")
-                raise InsufficientBalance(p.account, held, -p.amount)
+                leg = and_(leg, accounts.c.balance >= -p.amount)
+            legs.append(leg)
+        result = await self.s.execute(update(accounts).where(or_(*legs)).values(balance=accounts.c.balance + delta))
+        if result.rowcount != len(entry.postings):
+            held = await self.balances([p.account.id for p in entry.postings])
+            for p in entry.postings:
+                if held[p.account.id] + p.amount < 0 and not p.account.may_go_negative:
+                    raise InsufficientBalance(p.account, held[p.account.id], -p.amount)
+            raise RuntimeError(f"entry {entry.id} posts to an account that does not exist")
         digest = entry_hash(entry, prev)
         await self.s.execute(insert(journal).values(
             id=entry.id, kind=entry.kind, chain_key=entry.chain_key, programme_id=entry.programme_id,
@@ -391,6 +404,7 @@ class Repository:
         await self.s.execute(insert(postings), [dict(entry_id=entry.id, account_id=p.account.id, amount=p.amount,
                                                      currency=entry.currency) for p in entry.postings])
         await self.s.execute(update(owner).where(owner.c.id == entry.chain_key).values(head_hash=digest))
+        self._heads[entry.chain_key] = digest
         return digest
 
     async def account_ids_of(self, owner_id: str, kinds: Sequence[str]) -> list[str]:

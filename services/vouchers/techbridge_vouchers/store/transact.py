@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 MAX_ATTEMPTS = 12
 
+#: Retries taken, by reason (observability and the benchmark).
+retries: dict[str, int] = {}
+
 T = TypeVar("T")
 
 idempotency_store = IdempotencyStore(idempotency_keys)
@@ -108,6 +111,7 @@ async def transact(
                 return Outcome(status, body)
         except Conflict as exc:
             if exc.code == "idempotency_key_in_progress" and attempt < MAX_ATTEMPTS:
+                retries["idempotency"] = retries.get("idempotency", 0) + 1
                 await asyncio.sleep(0.01 * attempt)
                 continue
             raise
@@ -115,6 +119,8 @@ async def transact(
             raise
         except DBAPIError as exc:
             if is_retryable(exc) and attempt < MAX_ATTEMPTS:
+                reason = _sqlstate(exc) or "locked"
+                retries[reason] = retries.get(reason, 0) + 1
                 await asyncio.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
                 continue
             raise

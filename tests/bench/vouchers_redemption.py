@@ -1,0 +1,242 @@
+"""Benchmark: sustained voucher redemptions (reserve + settle) per second on PostgreSQL.
+
+Each redemption is two transactions through the same service functions and unit of work the
+REST endpoints use (row lock on the voucher, conditional balance updates, journal + postings
+with the hash chain, outbox events, Idempotency-Key lookup and record): reserve 1 fen of a
+random voucher among 1,000 for one of 8 agencies, then settle it. Clients are asyncio tasks
+spread over worker processes (the service scales out as replicas). At the end the ledger check
+replays the whole journal and must pass. In the same run pgbench's built-in TPC-B-like script
+runs against the same server with the same client count, for comparison.
+
+    TECHBRIDGE_TEST_PG_URL=$(deploy/postgres/pg.sh start) \
+        .venv/bin/python tests/bench/vouchers_redemption.py [--clients 64] [--seconds 15] [--scaling 1,8,32,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VOUCHERS = 1000
+AGENCIES = 8
+FACE = 100_000
+
+
+def pg_server() -> str:
+    url = os.environ.get("TECHBRIDGE_TEST_PG_URL")
+    if not url:
+        url = subprocess.run([str(ROOT / "deploy/postgres/pg.sh"), "start"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    return url.rstrip("/")
+
+
+async def admin(server: str, sql: str) -> None:
+    import asyncpg
+    conn = await asyncpg.connect(server.replace("postgresql+asyncpg://", "postgresql://") + "/postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def runtime_for(url: str, pool: int):
+    from techbridge_shared.service import ServiceRuntime
+    from techbridge_vouchers.config import Settings
+    from techbridge_vouchers.main import build_spec
+    settings = Settings(database_url=url, outbox_relay_enabled=False, expiry_sweep_interval_s=0,
+                        database_pool_size=max(1, min(100, pool)), environment="test")
+    return ServiceRuntime(build_spec(settings))
+
+
+async def setup(url: str, count: int = VOUCHERS) -> dict:
+    from techbridge_shared.migrations import upgrade_to_head
+    from techbridge_vouchers.domain import model as m
+    from techbridge_vouchers.main import MIGRATIONS_DIR
+    from techbridge_vouchers.service_layer import agencies, applications, programmes
+    from techbridge_vouchers.service_layer.common import Actor
+    from techbridge_vouchers.store.transact import transact
+
+    rt = runtime_for(url, 4)
+    await upgrade_to_head(rt.db, MIGRATIONS_DIR, "vouchers")
+    gov = Actor("officer", "gov", frozenset({"government"}))
+    now = datetime.now(UTC)
+    terms = m.ProgrammeTerms(
+        name="bench", currency="CNY", face_values=(FACE,), max_share_bp=5000, annual_quota=FACE,
+        categories=("testing",), eligibility=m.EligibilityRules(org_kinds=()), applications_open_at=now - timedelta(days=1),
+        applications_close_at=now + timedelta(days=30), validity_days=365, unspent_policy=m.UnspentPolicy.LAPSE,
+        reminder_days=0, review_levels=1)
+    p = (await transact(rt, lambda repo, uow: programmes.open_programme(repo, uow, gov, terms, FACE * count))).body
+    pid = p.programme.id
+    agency_ids = [f"agency-{i}" for i in range(AGENCIES)]
+    for a in agency_ids:
+        who = Actor(f"u-{a}", a, frozenset({"agency"}))
+        await transact(rt, lambda repo, uow, who=who: agencies.apply(repo, uow, who, pid, ["testing"]))
+        await transact(rt, lambda repo, uow, a=a: agencies.decide(repo, uow, gov, pid, a, "approve", ""))
+    vouchers = []
+    for i in range(count):
+        ent = Actor(f"u-e{i}", f"ent-{i}", frozenset({"enterprise"}))
+        await transact(rt, lambda repo, uow, i=i: repo.upsert_organisation({
+            "id": f"ent-{i}", "name": f"SME {i}", "kind": "enterprise", "region": "Shanghai", "credit_code": None,
+            "headcount": 10, "annual_revenue": None, "revenue_currency": None, "registered_on": None}, as_of=now))
+        app = (await transact(rt, lambda repo, uow, ent=ent: applications.submit(
+            repo, uow, ent, pid, FACE, "CNY", ""))).body
+        _, v = (await transact(rt, lambda repo, uow, app=app: applications.review(
+            repo, uow, gov, app.id, approve=True, reason=""))).body
+        vouchers.append((v.id, v.enterprise_org_id))
+    await rt.db.dispose()
+    return {"programme_id": pid, "vouchers": vouchers, "agencies": agency_ids}
+
+
+async def worker_main(url: str, clients: int, seconds: float, warmup: float, fixture: dict, seed: int) -> dict:
+    from techbridge_vouchers.domain import model as m
+    from techbridge_vouchers.service_layer import redemptions
+    from techbridge_vouchers.service_layer.common import Actor
+    from techbridge_vouchers.store.transact import IdempotencyRequest, transact
+
+    rt = runtime_for(url, clients)
+    gov = Actor("officer", "gov", frozenset({"government"}))
+    rng = random.Random(seed)
+    done = 0
+    refused = 0
+    latencies: list[float] = []
+    measuring = False
+    stop = False
+
+    async def client(n: int):
+        nonlocal done, refused
+        agency = fixture["agencies"][n % len(fixture["agencies"])]
+        who = Actor(f"u-{agency}", agency, frozenset({"agency"}))
+        while not stop:
+            vid, ent = fixture["vouchers"][rng.randrange(len(fixture["vouchers"]))]
+            req = m.RedemptionRequest(voucher_id=vid, enterprise_org_id=ent, amount=1, currency="CNY",
+                                      invoice_amount=2, invoice_ref=uuid.uuid4().hex, category="testing")
+            t0 = time.perf_counter()
+            try:
+                key = uuid.uuid4().hex
+                r = (await transact(rt, lambda repo, uow: redemptions.reserve(repo, uow, who, req), status=201,
+                                    idempotency=IdempotencyRequest(f"client-{agency}", key, key))).body
+                await transact(rt, lambda repo, uow: redemptions.settle(repo, uow, gov, r.id),
+                               idempotency=IdempotencyRequest("gov", key + "s", key))
+            except Exception:
+                refused += 1
+                continue
+            if measuring:
+                done += 1
+                latencies.append(time.perf_counter() - t0)
+
+    tasks = [asyncio.create_task(client(i)) for i in range(clients)]
+    await asyncio.sleep(warmup)
+    measuring = True
+    t_start = time.perf_counter()
+    await asyncio.sleep(seconds)
+    measuring = False
+    elapsed = time.perf_counter() - t_start
+    stop = True
+    await asyncio.gather(*tasks)
+    await rt.db.dispose()
+    latencies.sort()
+    from techbridge_vouchers.store.transact import retries
+    return {"retries": dict(retries), "done": done, "elapsed": elapsed, "refused": refused,
+            "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else None,
+            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else None}
+
+
+def _worker(args) -> dict:
+    sys.path.insert(0, str(ROOT))
+    return asyncio.run(worker_main(*args))
+
+
+def run_load(url: str, clients: int, processes: int, seconds: float, fixture: dict) -> dict:
+    processes = max(1, min(processes, clients))
+    split = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(processes) as pool:
+        results = pool.map(_worker, [(url, c, seconds, 2.0, fixture, i) for i, c in enumerate(split)])
+    done = sum(r["done"] for r in results)
+    elapsed = max(r["elapsed"] for r in results)
+    return {"clients": clients, "processes": processes, "redemptions_per_s": done / elapsed,
+            "refused": sum(r["refused"] for r in results), "retries": [r["retries"] for r in results],
+            "p50_ms": max((r["p50_ms"] or 0) for r in results), "p99_ms": max((r["p99_ms"] or 0) for r in results)}
+
+
+def pgbench(server: str, db: str, clients: int, seconds: int, scale: int) -> float:
+    exe = shutil.which("pgbench") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))), None)
+    m = re.match(r"postgresql\+asyncpg://(?:(?P<user>[^@:/]+)@)?(?P<host>[^:/]+):(?P<port>\d+)", server)
+    env = {**os.environ, "PGHOST": m["host"], "PGPORT": m["port"], "PGUSER": m["user"] or "postgres"}
+    subprocess.run([str(exe), "-i", "-q", "-s", str(scale), db], env=env, check=True, capture_output=True)
+    out = subprocess.run([str(exe), "-c", str(clients), "-j", "2", "-T", str(seconds), "-M", "prepared", db],
+                         env=env, check=True, capture_output=True, text=True).stdout
+    tps = re.search(r"tps = ([0-9.]+)", out)
+    return float(tps.group(1))
+
+
+async def ledger_check(url: str) -> tuple[bool, int, list[str]]:
+    from techbridge_vouchers.service_layer import ledger
+    from techbridge_vouchers.store.transact import read
+    rt = runtime_for(url, 2)
+    try:
+        report = await read(rt, lambda repo: ledger.check(repo))
+    finally:
+        await rt.db.dispose()
+    return report.ok, report.entries_checked, report.problems[:5]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--processes", type=int, default=2, help="worker processes sharing the clients")
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--scaling", default="1,8,32,64", help="client counts for the scaling table ('' to skip)")
+    ap.add_argument("--vouchers", type=int, default=VOUCHERS)
+    ap.add_argument("--pgbench-scale", type=int, default=64)
+    args = ap.parse_args()
+
+    server = pg_server()
+    db = f"tb_bench_vouchers_{uuid.uuid4().hex[:8]}"
+    pgdb = f"tb_bench_pgbench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(admin(server, f'CREATE DATABASE "{db}"'))
+    asyncio.run(admin(server, f'CREATE DATABASE "{pgdb}"'))
+    url = f"{server}/{db}"
+    try:
+        t = time.perf_counter()
+        fixture = asyncio.run(setup(url, args.vouchers))
+        print(f"setup: 1 programme, {AGENCIES} agencies, {args.vouchers} vouchers issued in {time.perf_counter() - t:.1f}s")
+        counts = sorted({int(c) for c in args.scaling.split(",") if c} | {args.clients})
+        results = {}
+        for c in counts:
+            results[c] = run_load(url, c, args.processes, args.seconds, fixture)
+            r = results[c]
+            print(f"clients={c:3d} processes={r['processes']}: {r['redemptions_per_s']:7.1f} redemptions/s "
+                  f"(reserve+settle), p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, refused {r['refused']}, retries {r['retries']}")
+        ok, entries, problems = asyncio.run(ledger_check(url))
+        print(f"ledger check: {'PASSED' if ok else 'FAILED'} over {entries} journal entries {problems or ''}")
+        tps = pgbench(server, pgdb, args.clients, int(args.seconds), args.pgbench_scale)
+        ours = results[args.clients]["redemptions_per_s"]
+        print(f"pgbench tpcb-like, scale {args.pgbench_scale}, {args.clients} clients: {tps:.1f} tps")
+        print(f"ours at {args.clients} clients: {ours:.1f} redemptions/s = {ours / tps:.1%} of pgbench "
+              f"({2 * ours:.1f} ledger transactions/s = {2 * ours / tps:.1%})")
+        print(json.dumps({"clients": args.clients, "redemptions_per_s": round(ours, 1), "pgbench_tps": round(tps, 1),
+                          "fraction": round(ours / tps, 3), "ledger_ok": ok,
+                          "scaling": {c: round(r["redemptions_per_s"], 1) for c, r in results.items()}}))
+        if not ok:
+            raise SystemExit(1)
+    finally:
+        asyncio.run(admin(server, f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        asyncio.run(admin(server, f'DROP DATABASE IF EXISTS "{pgdb}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()
