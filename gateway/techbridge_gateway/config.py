@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     webhook_allow_private_targets: bool = Field(
         default=False, description="Allow callbacks to private addresses (never in production)"
     )
+    event_retention_days: int = Field(default=30, ge=1, le=3650, description="How long events stay replayable")
     events_consumer_group: str = "gateway.subscriptions"
     stream_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
     stream_heartbeat_s: float = Field(default=15.0, gt=0, le=300)

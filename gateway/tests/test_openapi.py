@@ -138,3 +138,37 @@ async def test_asyncapi_document_names_every_topic_and_is_served(tmp_path):
     assert "techbridge.catalog.achievement.published.v1" in names
     data = doc["components"]["schemas"]["MatchingTransferSignedData"]["properties"]
     assert {"seller_org_id", "buyer_org_id", "price", "royalty_rate_bp"} <= set(data)
+
+
+async def test_old_events_and_finished_deliveries_are_pruned_but_pending_ones_stay(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from techbridge_gateway.service.auth import now_utc
+    from techbridge_gateway.store import repositories as repo
+
+    async with gateway_app(gateway_settings(tmp_path)) as (app, _client):
+        ctx = app.state.gateway
+        old = now_utc() - timedelta(days=40)
+        async with ctx.uow() as uow:
+            s = uow.session
+            await repo.insert_subscription(s, subscription_id="s1", owner_sub="x", owner_kind="client", owner_org=None,
+                                           owner_roles=["government"], callback_url="https://example.com/",
+                                           types=["*"], secret="x" * 16, description="", active=True, created_at=old)
+            seqs = []
+            for i, received in enumerate([old, old, now_utc()]):
+                seqs.append(await repo.insert_event(
+                    s, event_id=f"e{i}", source="/techbridge/t", type="techbridge.t.a.done.v1", subject="a",
+                    time=received, orgs=[], payload="{}", received_at=received))
+            for i, (seq, status) in enumerate(zip(seqs, ["delivered", "pending", "delivered"])):
+                await repo.insert_deliveries(s, [{
+                    "delivery_id": f"d{i}", "subscription_id": "s1", "event_seq": seq, "event_id": f"e{i}",
+                    "event_type": "techbridge.t.a.done.v1", "subject": "a", "status": status, "attempts": 1,
+                    "next_attempt_at": datetime.now(UTC) + timedelta(days=1), "created_at": old}])
+            await repo.insert_attempt(s, delivery_id="d0", attempt=1, at=old, status_code=204, error=None, duration_ms=1)
+            await uow.commit()
+        await app.state.parts.webhooks.prune()
+        async with ctx.uow() as uow:
+            left = [e["event_id"] for e in await repo.events_after(uow.session, 0, 10)]
+            assert left == ["e1", "e2"], "the old delivered event goes; the pending one and the recent one stay"
+            assert await repo.get_delivery(uow.session, "d0") is None
+            assert (await repo.get_delivery(uow.session, "d1"))["status"] == "pending"

@@ -59,7 +59,11 @@ class DeliveryWorker:
         await self.http.aclose()
 
     async def _loop(self) -> None:
+        next_prune = 0.0
         while True:
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + 600
+                await self.prune()
             try:
                 started = await self.run_once()
             except asyncio.CancelledError:
@@ -69,6 +73,17 @@ class DeliveryWorker:
                 started = 0
             if not started:
                 await self.ctx.wait_events(self.ctx.settings.webhook_poll_interval_s)
+
+    async def prune(self) -> None:
+        cutoff = now_utc() - timedelta(days=self.ctx.settings.event_retention_days)
+        try:
+            async with self.ctx.uow() as uow:
+                removed = await repo.prune_received_before(uow.session, cutoff)
+                await uow.commit()
+            if removed:
+                log.info("forgot %d events older than %s", removed, cutoff.isoformat())
+        except Exception:
+            log.warning("pruning the event log failed", exc_info=True)
 
     async def run_once(self) -> int:
         """Claim what is due (up to the free delivery slots) and start sending it."""

@@ -229,3 +229,17 @@ async def store_document(s: AsyncSession, service: str, document: str, now: date
 def after_commit(s: AsyncSession, callback) -> None:
     """Run `callback()` once this session's transaction has committed."""
     sa.event.listen(s.sync_session, "after_commit", lambda _session: callback(), once=True)
+
+
+async def prune_received_before(s: AsyncSession, cutoff: datetime) -> int:
+    """Forget events received before `cutoff` with their finished deliveries; pending ones stay."""
+    last = (await s.execute(sa.select(sa.func.max(event_log.c.seq)).where(event_log.c.received_at < cutoff))).scalar()
+    if last is None:
+        return 0
+    finished = sa.select(deliveries.c.delivery_id).where(deliveries.c.event_seq <= last,
+                                                         deliveries.c.status != "pending")
+    await s.execute(sa.delete(delivery_attempts).where(delivery_attempts.c.delivery_id.in_(finished)))
+    await s.execute(sa.delete(deliveries).where(deliveries.c.event_seq <= last, deliveries.c.status != "pending"))
+    still_pending = sa.exists().where(deliveries.c.event_seq == event_log.c.seq)
+    r = await s.execute(sa.delete(event_log).where(event_log.c.seq <= last, ~still_pending))
+    return r.rowcount
