@@ -80,12 +80,13 @@ async def reserve(repo: Repository, uow: UnitOfWork, actor: Actor, req: m.Redemp
         if buyer and buyer != v.enterprise_org_id:
             raise refused("transfer_of_another_buyer", f"transfer {req.transfer_id} has another buyer than the "
                           "voucher's holder")
-    covered, amounts = await repo.invoice_covered(agency, req.invoice_ref)
+    enrolment, available, (covered, amounts) = await repo.redemption_context(
+        programme_id=p.id, agency_org_id=agency, invoice_ref=req.invoice_ref,
+        available_account=voucher_account(p.id, v.id, AccountKind.AVAILABLE).id)
     if amounts and req.invoice_amount not in amounts:
         raise refused("invoice_amount_mismatch", f"invoice {req.invoice_ref} was redeemed before with amount "
                       f"{sorted(amounts)[0]}, not {req.invoice_amount}")
-    available = await repo.balance(voucher_account(p.id, v.id, AccountKind.AVAILABLE))
-    r, entry = m.reserve(v, p, await repo.enrolment(p.id, agency), req, available=available,
+    r, entry = m.reserve(v, p, enrolment, req, available=available,
                          invoice_already_covered=covered, now=now(), actor=actor.sub, agency_org_id=agency)
     await repo.add_redemption(r)
     digest = await _post(repo, entry)

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, case, func, insert, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -329,6 +329,27 @@ class Repository:
         if transfer_id:
             q = q.where(redemptions.c.transfer_id == transfer_id)
         return [redemption_from_row(r) for r in (await self.s.execute(q.order_by(redemptions.c.id))).all()]
+
+    async def redemption_context(self, *, programme_id: str, agency_org_id: str, available_account: str,
+                                 invoice_ref: str) -> tuple[m.Enrolment | None, int, tuple[int, set[int]]]:
+        """What a reservation decides on, in one round trip: the agency's enrolment, the voucher's
+        available balance, and what live redemptions already cover of the invoice."""
+        enrol = select(enrolments).where(and_(enrolments.c.programme_id == programme_id,
+                                              enrolments.c.agency_org_id == agency_org_id)).subquery()
+        bal = select(accounts.c.balance).where(accounts.c.id == available_account).scalar_subquery()
+        inv = select(redemptions.c.amount, redemptions.c.clawed_back, redemptions.c.invoice_amount).where(and_(
+            redemptions.c.agency_org_id == agency_org_id, redemptions.c.invoice_ref == invoice_ref,
+            redemptions.c.state != m.RedemptionState.VOIDED)).subquery()
+        q = (select(enrol, bal.label("available"), inv.c.amount.label("inv_amount"), inv.c.clawed_back.label("inv_cb"),
+                    inv.c.invoice_amount.label("inv_total"))
+             .select_from(select(literal(1).label("one")).subquery().outerjoin(enrol, literal(True))
+                          .outerjoin(inv, literal(True))))
+        rows = (await self.s.execute(q)).all()
+        first = rows[0]
+        enrolment = enrolment_from_row(first) if first.programme_id is not None else None
+        covered = sum(r.inv_amount - r.inv_cb for r in rows if r.inv_amount is not None)
+        totals = {r.inv_total for r in rows if r.inv_total is not None}
+        return enrolment, int(first.available or 0), (covered, totals)
 
     async def invoice_covered(self, agency_org_id: str, invoice_ref: str) -> tuple[int, set[int]]:
         """What live redemptions already cover of one agency invoice, and the invoice amounts they gave."""

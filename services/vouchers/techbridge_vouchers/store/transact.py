@@ -16,9 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+import json
+
+from sqlalchemy import insert, text
 from sqlalchemy.exc import DBAPIError
 
+from techbridge_shared.envelope import utcnow
 from techbridge_shared.errors import Conflict, Problem
 from techbridge_shared.idempotency import IdempotencyStore, StoredResponse
 from techbridge_shared.service import ServiceRuntime
@@ -79,6 +82,19 @@ async def _lock_key(uow: UnitOfWork, idem: IdempotencyRequest) -> None:
         await uow.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
 
+async def _remember(uow: UnitOfWork, idem: IdempotencyRequest, status: int, body: Any) -> None:
+    if uow.session.bind.dialect.name == "postgresql":
+        # Every request with this key holds the advisory lock taken above until it commits, so
+        # no concurrent insert of the key can exist: insert without the store's savepoint
+        # (two round trips fewer on the hottest path). Same row, same table as the store's.
+        await uow.session.execute(insert(idempotency_keys).values(
+            scope=idem.scope, key=idem.key, fingerprint=idem.fingerprint, status=status,
+            body=json.dumps(body, default=str, ensure_ascii=False), created_at=utcnow()))
+        return
+    await idempotency_store.remember(uow.session, scope=idem.scope, key=idem.key, fingerprint=idem.fingerprint,
+                                     status=status, body=body)
+
+
 async def transact(
     runtime: ServiceRuntime,
     work: Callable[[Repository, UnitOfWork], Awaitable[T]],
@@ -104,9 +120,7 @@ async def transact(
                 result = await work(Repository(uow.session), uow)
                 body = present(result)
                 if idempotency is not None:
-                    await idempotency_store.remember(
-                        uow.session, scope=idempotency.scope, key=idempotency.key,
-                        fingerprint=idempotency.fingerprint, status=status, body=body)
+                    await _remember(uow, idempotency, status, body)
                 await uow.commit()
                 return Outcome(status, body)
         except Conflict as exc:
