@@ -392,7 +392,7 @@ def test_every_topic_and_its_dead_letter_topic_exists(rendered):
     topics = kafka_topics(rendered["base"])
     declared = declared_topics()
     required = set(CONTRACT_TOPICS) | topics_named_in_source()
-    for name, spec_topics in declared.items():
+    for _name, spec_topics in declared.items():
         required |= spec_topics["publishes"] | spec_topics["consumes"]
     missing = sorted(t for topic in required for t in (topic, topic + ".dlq") if t not in topics)
     sources = ", ".join(str(p.relative_to(ROOT)) for p in files_declaring_publishes()) or "the event contract"
@@ -401,7 +401,7 @@ def test_every_topic_and_its_dead_letter_topic_exists(rendered):
 
 
 def test_topics_are_replicated_and_partitioned_for_the_consumers(rendered):
-    for variant, resources in rendered.items():
+    for _variant, resources in rendered.items():
         [kafka] = find(resources, "Kafka")
         topics = kafka_topics(resources)
         for name, topic in topics.items():

@@ -1,10 +1,9 @@
 """The one-shot migration step (deploy/docker/migrate.py) and the compose PostgreSQL init script.
 
-Both run for real here: migrate.py with only the service's settings in its environment (once
-as a subprocess, as the images run it; otherwise its `main` in-process, which is the same code
-without paying for a Python start-up per case), on SQLite and on the PostgreSQL server
-`make test` starts, where the init script creates the per-service roles and databases exactly
-as in the compose stack.
+Both run for real here: migrate.py's `main` in-process with only the service's settings in its
+environment (test_image_build.py runs it as the images do, in a separate interpreter), on
+SQLite and on the PostgreSQL server `make test` starts, where the init script creates the
+per-service roles and databases exactly as in the compose stack.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -32,20 +30,6 @@ def head_revision(name: str) -> str:
     from techbridge_shared.migrations import alembic_config
 
     return ScriptDirectory.from_config(alembic_config(processes()[name] / "migrations")).get_current_head()
-
-
-def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    prefixes = tuple(env_prefix(n) for n in processes())
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(prefixes)}
-    env.pop("TECHBRIDGE_SERVICE", None)
-    return {**env, **extra}
-
-
-def run_migrate(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(MIGRATE), *args], env=clean_env(env), cwd=cwd,
-        capture_output=True, text=True, timeout=120,
-    )
 
 
 def load_migrate():
@@ -68,13 +52,6 @@ def migrate_in_process(env: dict[str, str], *args: str, capsys) -> tuple[int, st
             os.environ["TECHBRIDGE_SERVICE"] = saved
     out = capsys.readouterr()
     return code, out.out, out.err
-
-
-def test_migrate_runs_as_the_images_run_it(tmp_path):
-    env = {"CATALOG_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", "TECHBRIDGE_SERVICE": "catalog"}
-    done = run_migrate(env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == f"catalog: database at revision {head_revision('catalog')}"
 
 
 @pytest.mark.parametrize("name", sorted(processes()))
