@@ -94,12 +94,10 @@ class DeliveryWorker:
         now = now_utc()
         async with self.ctx.uow() as uow:
             due = await repo.due_deliveries(uow.session, now, room)
-            claimed = []
-            for d in due:
-                if await repo.claim_delivery(uow.session, d["delivery_id"], d["next_attempt_at"], now + LEASE):
-                    claimed.append(d)
-            subs = {d["subscription_id"]: await repo.get_subscription(uow.session, d["subscription_id"]) for d in claimed}
-            events = {d["event_seq"]: await repo.get_event(uow.session, d["event_seq"]) for d in claimed}
+            won = set(await repo.claim_due(uow.session, [d["delivery_id"] for d in due], now, now + LEASE))
+            claimed = [d for d in due if d["delivery_id"] in won]
+            subs = await repo.subscriptions_by_id(uow.session, {d["subscription_id"] for d in claimed})
+            events = await repo.events_by_seq(uow.session, {d["event_seq"] for d in claimed})
             await uow.commit()
         for d in claimed:
             task = asyncio.create_task(self._deliver(d, subs[d["subscription_id"]], events[d["event_seq"]]))

@@ -167,15 +167,32 @@ async def due_deliveries(s: AsyncSession, now: datetime, limit: int) -> list[dic
     return [_row(r) for r in (await s.execute(q)).all()]
 
 
-async def claim_delivery(s: AsyncSession, delivery_id: str, seen_next: datetime, lease_until: datetime) -> bool:
-    """Move the due time past the lease; whoever changes the row owns this attempt."""
+async def claim_due(s: AsyncSession, delivery_ids: list[str], now: datetime, lease_until: datetime) -> list[str]:
+    """Claim many at once: only rows still pending and due change, and are returned."""
+    if not delivery_ids:
+        return []
     r = await s.execute(
         sa.update(deliveries)
-        .where(deliveries.c.delivery_id == delivery_id, deliveries.c.status == "pending",
-               deliveries.c.next_attempt_at == seen_next)
+        .where(deliveries.c.delivery_id.in_(delivery_ids), deliveries.c.status == "pending",
+               deliveries.c.next_attempt_at <= now)
         .values(next_attempt_at=lease_until)
+        .returning(deliveries.c.delivery_id)
     )
-    return r.rowcount == 1
+    return [row[0] for row in r.all()]
+
+
+async def subscriptions_by_id(s: AsyncSession, ids: set[str]) -> dict[str, dict]:
+    if not ids:
+        return {}
+    rows = (await s.execute(sa.select(subscriptions).where(subscriptions.c.subscription_id.in_(ids)))).all()
+    return {r.subscription_id: _row(r) for r in rows}
+
+
+async def events_by_seq(s: AsyncSession, seqs: set[int]) -> dict[int, dict]:
+    if not seqs:
+        return {}
+    rows = (await s.execute(sa.select(event_log).where(event_log.c.seq.in_(seqs)))).all()
+    return {r.seq: _row(r) for r in rows}
 
 
 async def update_delivery(s: AsyncSession, delivery_id: str, **values) -> None:
