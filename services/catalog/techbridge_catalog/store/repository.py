@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.achievement import Achievement
@@ -156,8 +156,15 @@ class Achievements:
     async def add_many(self, items: Sequence[Achievement]) -> None:
         if not items:
             return
-        await self.s.execute(insert(achievements), [_columns(a) for a in items])
-        await self._index([(a, None) for a in items], new=True)
+        rows = [_columns(a) for a in items]
+        if _dialect(self.s) == "sqlite":
+            # The FTS5 rowids are allocated up front so the achievement rows carry them; every
+            # SQLite transaction here holds the write lock (BEGIN IMMEDIATE), so max+n is safe.
+            top = (await self.s.execute(text("SELECT coalesce(max(rowid), 0) FROM achievement_fts"))).scalar_one()
+            for n, row in enumerate(rows, start=1):
+                row["fts_rowid"] = top + n
+        await self.s.execute(insert(achievements), rows)
+        await self._index([(a, None) for a in items], new=True, rowids=[r.get("fts_rowid") for r in rows])
 
     async def add(self, a: Achievement) -> None:
         await self.add_many([a])
@@ -177,7 +184,7 @@ class Achievements:
             await self._index([(a, None)], new=False)
         return True
 
-    async def _index(self, items: list[tuple[Achievement, None]], *, new: bool) -> None:
+    async def _index(self, items: list[tuple[Achievement, None]], *, new: bool, rowids: list | None = None) -> None:
         ipc_rows = []
         ids = [a.id for a, _ in items]
         if not new:
@@ -199,25 +206,32 @@ class Achievements:
                 [{"id": i, "title": t, "keywords": k, "abstract": ab} for i, t, k, ab in docs],
             )
             return
-        for achievement_id, title, keywords, abstract in docs:
-            rowid = None
-            if not new:
-                rowid = (await self.s.execute(
-                    select(achievements.c.fts_rowid).where(achievements.c.id == achievement_id))).scalar()
-            if rowid is None:
-                result = await self.s.execute(
-                    text("INSERT INTO achievement_fts (title, keywords, abstract) VALUES (:t, :k, :a)"),
-                    {"t": title, "k": keywords, "a": abstract},
-                )
-                await self.s.execute(
-                    update(achievements).where(achievements.c.id == achievement_id)
-                    .values(fts_rowid=result.lastrowid)
-                )
-            else:
-                await self.s.execute(
-                    text("UPDATE achievement_fts SET title = :t, keywords = :k, abstract = :a WHERE rowid = :r"),
-                    {"t": title, "k": keywords, "a": abstract, "r": rowid},
-                )
+        # SQLite: one FTS5 row per achievement, its rowid kept on the achievement.
+        if rowids is not None:
+            await self.s.execute(
+                text("INSERT INTO achievement_fts (rowid, title, keywords, abstract) VALUES (:r, :t, :k, :a)"),
+                [{"r": r, "t": t, "k": k, "a": ab} for r, (_, t, k, ab) in zip(rowids, docs, strict=True)],
+            )
+            return
+        existing: dict[str, int] = {}
+        if not new:
+            rows = await self.s.execute(
+                select(achievements.c.id, achievements.c.fts_rowid).where(achievements.c.id.in_(ids)))
+            existing = {i: r for i, r in rows if r is not None}
+        updates = [{"r": existing[i], "t": t, "k": k, "a": ab} for i, t, k, ab in docs if i in existing]
+        fresh = [d for d in docs if d[0] not in existing]
+        if updates:
+            await self.s.execute(
+                text("UPDATE achievement_fts SET title = :t, keywords = :k, abstract = :a WHERE rowid = :r"), updates)
+        if fresh:
+            top = (await self.s.execute(text("SELECT coalesce(max(rowid), 0) FROM achievement_fts"))).scalar_one()
+            rows = [{"r": top + n, "t": t, "k": k, "a": ab, "id": i} for n, (i, t, k, ab) in enumerate(fresh, start=1)]
+            await self.s.execute(
+                text("INSERT INTO achievement_fts (rowid, title, keywords, abstract) VALUES (:r, :t, :k, :a)"), rows)
+            await self.s.execute(
+                update(achievements).where(achievements.c.id == bindparam("aid")).values(fts_rowid=bindparam("r")),
+                [{"aid": r["id"], "r": r["r"]} for r in rows],
+            )
 
     async def due_for_expiry(self, now: datetime, limit: int) -> list[str]:
         rows = await self.s.execute(

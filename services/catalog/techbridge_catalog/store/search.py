@@ -104,13 +104,17 @@ class Search:
                 score = func.ts_rank(literal_column("achievements.search_vector"), tsq)
                 stmt = select(*cols, score.label("score")).where(*where)
             else:
-                # bm25 needs the MATCH on the FTS table of the same query; lower is better.
-                score = literal_column("-bm25(achievement_fts, 10.0, 4.0, 1.0)")
-                where_no_text = self._where(q, viewer, with_text=False)
+                # The FTS5 match drives (bm25 must be computed in the query that matches; lower
+                # is better), then each hit finds its achievement through ix_achievements_fts_rowid.
+                hits = (
+                    select(FTS.c.rowid.label("r"), literal_column("-bm25(achievement_fts, 10.0, 4.0, 1.0)").label("score"))
+                    .where(text("achievement_fts MATCH :fts2").bindparams(fts2=_fts_match(q.text_tokens)))
+                    .subquery("hits")
+                )
                 stmt = (
-                    select(*cols, score.label("score"))
-                    .select_from(A.join(FTS, FTS.c.rowid == A.c.fts_rowid))
-                    .where(text("achievement_fts MATCH :fts2").bindparams(fts2=_fts_match(q.text_tokens)), *where_no_text)
+                    select(*cols, hits.c.score.label("score"))
+                    .select_from(hits.join(A, A.c.fts_rowid == hits.c.r))
+                    .where(*self._where(q, viewer, with_text=False))
                 )
             stmt = stmt.order_by(literal_column("score").desc(), A.c.listed_at.desc(), A.c.id.desc())
             stmt = stmt.limit(q.limit + 1).offset(offset)

@@ -65,6 +65,7 @@ achievements = Table(
     Column("fts_rowid", Integer, nullable=True),  # SQLite: rowid of the FTS5 row
     Index("ix_achievements_status_listed", "status", "listed_at", "id"),
     Index("ix_achievements_expires", "status", "expires_at"),
+    Index("ix_achievements_fts_rowid", "fts_rowid"),
 )
 
 achievement_ipc = Table(
