@@ -109,6 +109,7 @@ def gateway_settings(tmp_path, upstreams: dict[str, str] | None = None, **overri
         upstream_timeout_s=1.0,
         upstream_connect_timeout_s=1.0,
         openapi_refresh_s=0.5,
+        anonymous_rate_limit_burst=1000,
     )
     for name, url in (upstreams or {}).items():
         values[f"{name}_url"] = url

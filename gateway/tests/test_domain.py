@@ -236,3 +236,17 @@ def test_merge_renames_colliding_schemas_and_rewrites_refs():
     assert "/health/live" not in merged["paths"]
     ops = {merged["paths"][p]["get"]["operationId"] for p in merged["paths"]}
     assert ops == {"x-get", "vouchers-x-get"}
+
+
+def test_verified_token_cache_still_expires_tokens():
+    from techbridge_gateway.domain.tokens import VerifiedTokens
+
+    cache = VerifiedTokens(ISSUER, max_entries=2)
+    tok, _ = ISSUER.issue(WHO, now=1_000_000)
+    assert cache.verify(tok, now=1_000_010) == WHO
+    assert cache.verify(tok, now=1_000_200) == WHO
+    with pytest.raises(InvalidToken, match="expired"):
+        cache.verify(tok, now=1_000_000 + 300 + 5)
+    forged = tok[:-2] + ("AA" if not tok.endswith("AA") else "BB")
+    with pytest.raises(InvalidToken):
+        cache.verify(forged, now=1_000_010)

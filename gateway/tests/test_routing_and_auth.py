@@ -335,3 +335,11 @@ async def test_rate_limits_are_per_client(tmp_path):
         assert int(r.headers["retry-after"]) >= 1 and r.json()["code"] == "rate_limited"
         r = await client.get("/api/v1/catalog/echo/r", headers=quiet)
         assert r.status_code == 200, "another client is not starved by the noisy one"
+
+
+async def test_token_endpoint_is_rate_limited_per_address(tmp_path):
+    async with running_gateway(tmp_path, anonymous_rate_limit_per_s=0.1, anonymous_rate_limit_burst=3) as (
+            client, _, _):
+        codes = [(await client.post("/auth/token", data={"grant_type": "client_credentials"},
+                                    auth=("dev-admin", "guess"))).status_code for _ in range(5)]
+        assert codes == [401, 401, 401, 429, 429], "guessing secrets is slowed down"

@@ -61,7 +61,7 @@ async def authenticate(ctx: GatewayContext, headers) -> Identity | None:
     if value.startswith(accounts.API_KEY_PREFIX + "_"):
         return await _api_key_identity(ctx, value)
     try:
-        return ctx.issuer.verify(value)
+        return ctx.tokens.verify(value)
     except InvalidToken as exc:
         raise unauthorized(str(exc)) from None
 
