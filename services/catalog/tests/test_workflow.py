@@ -45,7 +45,7 @@ async def test_draft_to_published_announces_each_step(api, kafka_bootstrap):
     assert "confidential_details" not in published
 
 
-async def test_illegal_transitions_are_refused_naming_the_transition(api):
+async def test_illegal_transitions_are_refused_naming_the_transition(api, kafka_bootstrap):
     org = await api.register_org()
     owner = who(org["organisation_id"], "institution")
     a = await api.create(org["organisation_id"])
@@ -63,6 +63,10 @@ async def test_illegal_transitions_are_refused_naming_the_transition(api):
     assert r.status_code == 409 and "rejected" in r.json()["detail"]
     r = await api.patch(f"{A}/{a['achievement_id']}", owner, json={"trl": 3}, headers={"If-Match": '"3"'})
     assert r.status_code == 409 and "cannot edit" in r.json()["detail"]
+    events = await read_events(kafka_bootstrap, ACH_TOPIC, {a["achievement_id"]}, want=2)
+    assert [e["type"] for e in events] == ["techbridge.catalog.achievement.submitted.v1",
+                                           "techbridge.catalog.achievement.rejected.v1"]
+    assert events[1]["data"]["reason"] == "not novel" and events[1]["data"]["status"] == "rejected"
 
 
 async def test_reviewer_actions_need_a_reviewer_and_a_reason(api):
