@@ -113,7 +113,7 @@ def run_queries(
     run: dict[str, list[tuple[str, float]]] = {}
     for i, q in enumerate(queries):
         if mode == "dense":
-            hits = index.dense.top(q_vectors[i], top)
+            hits = index.dense_top(q_vectors[i], top)
             run[q["_id"]] = [(d, s) for d, s in hits]
             continue
         cands = index.search(q["text"], q_vectors[i] if q_vectors is not None else None, k=top, terms=analyse(q["text"]))

@@ -184,7 +184,7 @@ def _index() -> HybridIndex:
 @given(st.sampled_from(sorted(DOCS)))
 def test_a_query_equal_to_a_document_ranks_it_first(doc_id):
     index = _index()
-    hits = index.search(DOCS[doc_id], index.dense.vector(doc_id), k=5)
+    hits = index.search(DOCS[doc_id], index.vector(doc_id), k=5)
     assert hits[0].doc_id == doc_id
 
 

@@ -1,4 +1,9 @@
-"""Hybrid retrieval: BM25 and MiniLM rankings fused by reciprocal rank fusion, plus IPC overlap.
+"""Hybrid retrieval: BM25 and MiniLM scores fused, plus IPC overlap.
+
+Fusion standardises each retriever's scores over the whole population (z-scores: how far a
+document stands out from the rest for this query) and adds them with weights, plus a bonus
+for IPC agreement. On the SciFact train split this beat reciprocal rank fusion (RRF, still
+available as `fusion="rrf"`) by about two points of nDCG@10; see the service README.
 
 `HybridIndex` holds one population of documents (published achievements, or published
 demands) and answers "which documents fit this text, vector and IPC set best", returning for
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ipc as ipc_codes
-from .index import BM25Index, DenseIndex, rrf
+from .index import BM25Index, DenseIndex, top_k
 from .text import analyse
 
 
@@ -22,11 +27,12 @@ from .text import analyse
 class FusionParams:
     """Tuned on the SciFact train split only (see the service README)."""
 
-    rrf_k: int = 60
-    lexical_weight: float = 1.0
-    dense_weight: float = 1.0
-    ipc_weight: float = 0.5
-    depth: int = 200  # how many hits each retriever contributes to the fusion
+    fusion: str = "zscore"  # or "rrf"
+    lexical_weight: float = 0.4
+    dense_weight: float = 0.6
+    ipc_weight: float = 1.0  # z-units for full IPC agreement
+    rrf_k: int = 10
+    depth: int = 200  # rrf: how many hits each retriever contributes
     k1: float = 0.9
     b: float = 0.4
 
@@ -57,6 +63,29 @@ class _Doc:
     ipc: list[str]
 
 
+def _standardise(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    values = scores[mask]
+    if values.size < 2:
+        return np.zeros_like(scores)
+    std = float(values.std())
+    if std <= 1e-9:
+        return np.zeros_like(scores)
+    return (scores - float(values.mean())) / std
+
+
+def _ranks(scores: np.ndarray, mask: np.ndarray, slots: list[int], positive_only: bool) -> list[int | None]:
+    """1-based rank of each slot's score among the masked population (None if it scored nothing)."""
+    population = np.sort(scores[mask])
+    out: list[int | None] = []
+    for slot in slots:
+        value = scores[slot]
+        if positive_only and value <= 0:
+            out.append(None)
+        else:
+            out.append(int(population.size - np.searchsorted(population, value, side="right") + 1))
+    return out
+
+
 class HybridIndex:
     def __init__(self, dimension: int, params: FusionParams | None = None):
         self.params = params or FusionParams()
@@ -78,7 +107,7 @@ class HybridIndex:
         self.remove(doc_id)
         self.lexical.add(doc_id, terms if terms is not None else analyse(text))
         if vector is not None:
-            self.dense.add(doc_id, vector)
+            self.dense.set(self.lexical.slot(doc_id), vector)
         codes = [c for c in ipc if ipc_codes.try_parse(c)]
         self._docs[doc_id] = _Doc(ipc=codes)
         for prefix in self._prefixes(codes):
@@ -88,12 +117,24 @@ class HybridIndex:
         doc = self._docs.pop(doc_id, None)
         if doc is None:
             return
+        slot = self.lexical.slot(doc_id)
         self.lexical.remove(doc_id)
-        self.dense.remove(doc_id)
+        if slot is not None:
+            self.dense.clear(slot)
         for prefix in self._prefixes(doc.ipc):
             members = self._by_ipc_prefix.get(prefix)
             if members:
                 members.discard(doc_id)
+
+    def vector(self, doc_id: str) -> np.ndarray | None:
+        slot = self.lexical.slot(doc_id)
+        return None if slot is None else self.dense.at(slot)
+
+    def dense_top(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
+        size = len(self.lexical.ids)
+        sims = self.dense.similarities(query, size)
+        sims = np.where(self.lexical.active & self.dense.has(size), sims, -np.inf)
+        return top_k(sims, k, self.lexical.ids)
 
     @staticmethod
     def _prefixes(codes: list[str]) -> set[str]:
@@ -123,47 +164,62 @@ class HybridIndex:
         """Top-k candidates by fused score; `allowed` limits the population (hard filters)."""
         p = self.params
         q_terms = terms if terms is not None else analyse(text)
-        depth = max(p.depth, k)
-        fetch = depth if allowed is None else depth * 4
-
-        lexical_hits = [(d, s) for d, s in self.lexical.top(q_terms, fetch) if allowed is None or d in allowed][:depth]
-        dense_hits: list[tuple[str, float]] = []
-        if vector is not None and len(self.dense):
-            dense_hits = [(d, s) for d, s in self.dense.top(vector, fetch) if allowed is None or d in allowed][:depth]
+        size = len(self.lexical.ids)
+        if size == 0 or not self._docs:
+            return []
+        mask = self.lexical.active.copy()
+        if allowed is not None:
+            keep = np.zeros(size, dtype=bool)
+            for doc_id in allowed:
+                slot = self.lexical.slot(doc_id)
+                if slot is not None:
+                    keep[slot] = True
+            mask &= keep
+        lexical = self.lexical.scores(q_terms)
+        use_dense = vector is not None and self.dense.count > 0 and p.dense_weight > 0
+        dense = self.dense.similarities(vector, size) if use_dense else np.zeros(size, dtype=np.float32)
+        has_vec = self.dense.has(size)
 
         overlaps: dict[str, ipc_codes.IpcOverlap] = {}
-        ipc_ranked: list[str] = []
         if ipc:
             for doc_id in self._ipc_neighbours(list(ipc)):
-                if allowed is not None and doc_id not in allowed:
-                    continue
                 ov = ipc_codes.overlap(list(ipc), self._docs[doc_id].ipc)
                 if ov.score > 0:
                     overlaps[doc_id] = ov
-            ipc_ranked = sorted(overlaps, key=lambda d: -overlaps[d].score)[:depth]
 
-        rankings = [([d for d, _ in lexical_hits], p.lexical_weight), ([d for d, _ in dense_hits], p.dense_weight)]
-        if ipc_ranked:
-            rankings.append((ipc_ranked, p.ipc_weight))
-        fused = rrf(rankings, k=p.rrf_k)
-        best = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+        if p.fusion == "rrf":
+            fused = self._rrf(lexical, dense if use_dense else None, overlaps, mask & has_vec if use_dense else mask, mask)
+        else:
+            fused = np.zeros(size, dtype=np.float64)
+            if p.lexical_weight > 0:
+                fused += p.lexical_weight * _standardise(lexical, mask)
+            if use_dense:
+                dense_mask = mask & has_vec
+                # Documents without a vector sit at the population mean: neither pushed nor pulled.
+                fused += p.dense_weight * np.where(has_vec, _standardise(dense, dense_mask), 0.0)
+            for doc_id, ov in overlaps.items():
+                fused[self.lexical.slot(doc_id)] += p.ipc_weight * ov.score
+        # Nothing in common at all (no term, no meaning, no class) is no candidate.
+        relevant = (lexical > 0) | (has_vec if use_dense else False)
+        for doc_id in overlaps:
+            relevant[self.lexical.slot(doc_id)] = True
+        fused = np.where(mask & relevant, fused, -np.inf)
+        best = top_k(fused, k, self.lexical.ids)
+        if not best:
+            return []
 
-        lex = {d: (s, r) for r, (d, s) in enumerate(lexical_hits, start=1)}
-        den = {d: (s, r) for r, (d, s) in enumerate(dense_hits, start=1)}
+        slots = [self.lexical.slot(d) for d, _ in best]
+        lex_ranks = _ranks(lexical, mask, slots, positive_only=True)
+        dense_ranks = _ranks(dense, mask & has_vec, slots, positive_only=False) if use_dense else [None] * len(slots)
         q_set = set(q_terms)
         q_weight = sum(self.lexical.idf(t) for t in q_set) or 1.0
         out = []
-        for doc_id, score in best:
-            cand = Candidate(doc_id=doc_id, score=round(score, 6))
-            if doc_id in lex:
-                cand.lexical, cand.lexical_rank = round(lex[doc_id][0], 4), lex[doc_id][1]
-            if doc_id in den:
-                cand.dense, cand.dense_rank = round(den[doc_id][0], 4), den[doc_id][1]
-            elif vector is not None:
-                cand.dense = round(self.dense.similarity(doc_id, vector), 4)
-            cand.ipc = overlaps.get(doc_id) or (
-                ipc_codes.overlap(list(ipc), self._docs[doc_id].ipc) if ipc else ipc_codes.IpcOverlap(0.0, ())
-            )
+        for (doc_id, score), slot, lr, dr in zip(best, slots, lex_ranks, dense_ranks, strict=True):
+            cand = Candidate(doc_id=doc_id, score=round(float(score), 6))
+            cand.lexical, cand.lexical_rank = round(float(lexical[slot]), 4), lr
+            if use_dense and has_vec[slot]:
+                cand.dense, cand.dense_rank = round(float(dense[slot]), 4), dr
+            cand.ipc = overlaps.get(doc_id) or ipc_codes.IpcOverlap(0.0, ())
             doc_terms = self.lexical.terms(doc_id)
             matched = [t for t in q_set if t in doc_terms]
             matched.sort(key=lambda t: (-self.lexical.idf(t), t))
@@ -171,6 +227,26 @@ class HybridIndex:
             cand.term_coverage = round(sum(self.lexical.idf(t) for t in matched) / q_weight, 4)
             out.append(cand)
         return out
+
+    def _rrf(self, lexical, dense, overlaps, dense_mask, mask) -> np.ndarray:
+        p = self.params
+        size = len(lexical)
+        fused = np.zeros(size, dtype=np.float64)
+        ranked = [(np.where(mask & (lexical > 0), lexical, -np.inf), p.lexical_weight)]
+        if dense is not None:
+            ranked.append((np.where(dense_mask, dense, -np.inf), p.dense_weight))
+        if overlaps:
+            ipc_scores = np.full(size, -np.inf)
+            for doc_id, ov in overlaps.items():
+                ipc_scores[self.lexical.slot(doc_id)] = ov.score
+            ranked.append((np.where(mask, ipc_scores, -np.inf), p.ipc_weight))
+        for scores, weight in ranked:
+            if weight <= 0:
+                continue
+            top = np.argsort(-scores, kind="stable")[: p.depth]
+            top = top[np.isfinite(scores[top])]
+            fused[top] += weight / (p.rrf_k + np.arange(1, len(top) + 1))
+        return np.where(fused > 0, fused, -np.inf)
 
     def evidence(self, text: str, vector: np.ndarray | None, ipc: list[str], doc_terms, doc_vector: np.ndarray | None,
                  doc_ipc: list[str], doc_id: str = "") -> Candidate:

@@ -1,4 +1,4 @@
-"""Incremental in-memory indexes: BM25 over analysed terms and dense vectors.
+"""Incremental in-memory indexes: BM25 over analysed terms and dense vectors (same slots).
 
 Documents live in slots; replacing a document frees its old slot, so a new achievement
 version is searchable as soon as it is added and a withdrawn one disappears at once. Scores
@@ -131,14 +131,16 @@ class BM25Index:
         scores[~self._slots.active[:size]] = 0.0
         return scores
 
-    def top(self, query_terms: list[str], k: int, allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
+    def top(self, query_terms: list[str], k: int) -> list[tuple[str, float]]:
         scores = self.scores(query_terms)
-        if allowed is not None:
-            scores = np.where(allowed[: len(scores)], scores, 0.0)
-        return _top(scores, k, self._slots.ids, positive_only=True)
+        return top_k(np.where(scores > 0, scores, -np.inf), k, self._slots.ids)
 
     def slot(self, doc_id: str) -> int | None:
         return self._slots.slot_of.get(doc_id)
+
+    @property
+    def active(self) -> np.ndarray:
+        return self._slots.active[: len(self._slots.ids)]
 
     @property
     def ids(self) -> list[str | None]:
@@ -146,53 +148,53 @@ class BM25Index:
 
 
 class DenseIndex:
-    """Unit vectors in a growing matrix; a query is one matrix-vector product."""
+    """Unit vectors in a growing matrix addressed by the slots of a companion BM25Index, so
+    lexical and dense scores of one document sit at the same position; a query is one
+    matrix-vector product."""
 
     def __init__(self, dimension: int):
         self.dimension = dimension
-        self._slots = _Slots()
         self._matrix = np.zeros((0, dimension), dtype=np.float32)
+        self._has = np.zeros(0, dtype=bool)
+        self.count = 0
 
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    def __contains__(self, doc_id: str) -> bool:
-        return doc_id in self._slots.slot_of
-
-    def add(self, doc_id: str, vector: np.ndarray) -> None:
-        self.remove(doc_id)
-        slot = self._slots.allocate(doc_id)
+    def set(self, slot: int, vector: np.ndarray) -> None:
         if slot >= len(self._matrix):
-            grown = np.zeros((max(1024, 2 * len(self._matrix)), self.dimension), dtype=np.float32)
+            size = max(1024, 2 * len(self._matrix), slot + 1)
+            grown = np.zeros((size, self.dimension), dtype=np.float32)
             grown[: len(self._matrix)] = self._matrix
-            self._matrix = grown
+            has = np.zeros(size, dtype=bool)
+            has[: len(self._has)] = self._has
+            self._matrix, self._has = grown, has
+        if not self._has[slot]:
+            self.count += 1
         self._matrix[slot] = vector
+        self._has[slot] = True
 
-    def remove(self, doc_id: str) -> None:
-        slot = self._slots.free(doc_id)
-        if slot is not None:
+    def clear(self, slot: int) -> None:
+        if slot < len(self._has) and self._has[slot]:
+            self._has[slot] = False
             self._matrix[slot] = 0.0
+            self.count -= 1
 
-    def vector(self, doc_id: str) -> np.ndarray | None:
-        slot = self._slots.slot_of.get(doc_id)
-        return None if slot is None else self._matrix[slot]
+    def at(self, slot: int) -> np.ndarray | None:
+        return self._matrix[slot] if slot < len(self._has) and self._has[slot] else None
 
-    def similarities(self, query: np.ndarray) -> np.ndarray:
-        size = len(self._slots.ids)
-        return self._matrix[:size] @ query.astype(np.float32)
+    def has(self, size: int) -> np.ndarray:
+        out = np.zeros(size, dtype=bool)
+        n = min(size, len(self._has))
+        out[:n] = self._has[:n]
+        return out
 
-    def top(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
-        size = len(self._slots.ids)
-        sims = self.similarities(query)
-        sims = np.where(self._slots.active[:size], sims, -np.inf)
-        return _top(sims, k, self._slots.ids, positive_only=False)
-
-    def similarity(self, doc_id: str, query: np.ndarray) -> float:
-        v = self.vector(doc_id)
-        return 0.0 if v is None else float(v @ query)
+    def similarities(self, query: np.ndarray, size: int) -> np.ndarray:
+        out = np.zeros(size, dtype=np.float32)
+        n = min(size, len(self._matrix))
+        out[:n] = self._matrix[:n] @ query.astype(np.float32)
+        return out
 
 
-def _top(scores: np.ndarray, k: int, ids: list[str | None], *, positive_only: bool) -> list[tuple[str, float]]:
+def top_k(scores: np.ndarray, k: int, ids: list[str | None]) -> list[tuple[str, float]]:
+    """Best k (id, score) by score; -inf marks what may not be returned."""
     if len(scores) == 0 or k <= 0:
         return []
     k = min(k, len(scores))
@@ -201,7 +203,7 @@ def _top(scores: np.ndarray, k: int, ids: list[str | None], *, positive_only: bo
     out = []
     for slot in order:
         s = float(scores[slot])
-        if ids[slot] is None or s == -np.inf or (positive_only and s <= 0):
+        if ids[slot] is None or s == -np.inf:
             continue
         out.append((ids[slot], s))
     return out

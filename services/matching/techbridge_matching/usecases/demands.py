@@ -128,7 +128,7 @@ async def matches_for_demand(uow: UnitOfWork, engine: MatchingEngine, identity: 
     d = await load_visible(uow, identity, demand_id)
     _owner_or_admin(identity, d)
     await engine.sync(uow.session)
-    vector = engine.demands.dense.vector(d.id)
+    vector = engine.demands.vector(d.id)
     if vector is None:
         vector = await engine.embed(d.query_text)
     pool = max(200, limit * 10)
@@ -155,7 +155,7 @@ async def matches_for_achievement(uow: UnitOfWork, engine: MatchingEngine, ident
         raise NotFound(f"achievement {achievement_id} is not published")
     await engine.sync(uow.session)
     text = achievement_text(row)
-    vector = engine.achievements.dense.vector(achievement_id)
+    vector = engine.achievements.vector(achievement_id)
     candidates = engine.demands.search(text, vector, list(row.ipc_codes or []), k=max(100, limit * 5))
     demands = await repo.demands_by_ids(uow.session, [c.doc_id for c in candidates])
     facts = repo.facts_from_row(row)

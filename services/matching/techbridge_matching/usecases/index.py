@@ -75,7 +75,7 @@ class AchievementIndexer:
             checks = check_constraints(demand, facts)
             if not passes_hard(checks):
                 continue
-            d_vec = self.engine.demands.dense.vector(demand.id)
+            d_vec = self.engine.demands.vector(demand.id)
             evidence = self.engine.achievements.evidence(
                 demand.query_text, d_vec, list(demand.ipc_codes), doc_terms, vector, list(row.ipc_codes or []),
                 doc_id=row.achievement_id)
