@@ -283,3 +283,25 @@ async def test_callbacks_to_internal_addresses_are_refused_outside_development(t
                                   json={"callback_url": url, "types": ["techbridge.*"], "secret": SECRET})
             assert r.status_code == 422, url
             assert r.json()["errors"][0]["field"] == "body.callback_url"
+
+
+async def test_stream_ends_when_its_token_expires(tmp_path):
+    async with gateway(tmp_path, "127.0.0.1:1", token_ttl_s=30, token_leeway_s=0) as (client, secrets):
+        import jwt as pyjwt
+
+        from techbridge_gateway.config import Settings
+        gov = await token(client, "government", secrets)
+        claims = pyjwt.decode(gov["Authorization"].split()[1], options={"verify_signature": False})
+        # A token that is valid now and expires in two seconds, signed with the gateway's key.
+        claims.update(exp=int(time.time()) + 2)
+        key = Settings.model_fields["jwt_secret"].default
+        short = {"Authorization": "Bearer " + pyjwt.encode(claims, key, algorithm="HS256")}
+        async with client.stream("GET", "/api/v1/events/stream", headers=short) as r:
+            assert r.status_code == 200
+            lines = []
+
+            async def read():
+                async for line in r.aiter_lines():
+                    lines.append(line)
+            await asyncio.wait_for(read(), 20)
+        assert "event: end" in lines and any("token expired" in line for line in lines)

@@ -7,10 +7,11 @@ import json
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from techbridge_shared.errors import FieldError, ValidationFailed, problem_responses
+from techbridge_shared.errors import FieldError, Problem, ValidationFailed, problem_responses
 from techbridge_shared.identity import Identity
 
 from ..domain import events as ev
+from ..service.auth import authenticate
 from ..service.context import GatewayContext
 from ..store import repositories as repo
 from .deps import caller, context
@@ -23,7 +24,9 @@ router = APIRouter(prefix="/api/v1/events", tags=["events"])
     description=(
         "One SSE message per event the caller may see: `id` is the event's position (send it back as "
         "`Last-Event-ID` to resume after it), `event` its type, `data` the CloudEvent as JSON. Without "
-        "Last-Event-ID the stream starts with the next event. Comment lines keep the connection alive."),
+        "Last-Event-ID the stream starts with the next event. Comment lines keep the connection alive. "
+        "When the access token expires the stream sends `event: end` and closes; reconnect with a new "
+        "token and Last-Event-ID."),
     responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                      "description": "An endless event stream"}, **problem_responses(401, 422, 429)},
     response_class=StreamingResponse,
@@ -63,6 +66,11 @@ async def stream(
                     yield f"id: {row['seq']}\nevent: {row['type']}\ndata: {data}\n\n"
             if not rows:
                 if await request.is_disconnected():
+                    return
+                try:  # a stream lives no longer than the credential that opened it
+                    await authenticate(ctx, request.headers)
+                except Problem as exc:
+                    yield f"event: end\ndata: {json.dumps({'reason': exc.detail})}\n\n"
                     return
                 if not await ctx.wait_events(ctx.settings.stream_heartbeat_s):
                     yield ": keep-alive\n\n"
