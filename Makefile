@@ -44,7 +44,9 @@ test: install ## run every test on a real Kafka broker and a real PostgreSQL ser
 
 bench: install ## run the benchmarks under tests/bench and print their figures
 	@pg_url=$$(deploy/postgres/pg.sh start) && \
-	  TECHBRIDGE_TEST_PG_URL=$$pg_url $(PY) tests/bench/outbox_latency.py
+	  for bench in tests/bench/*.py; do \
+	    echo "== $$bench"; TECHBRIDGE_TEST_PG_URL=$$pg_url $(PY) $$bench || exit 1; \
+	  done
 
 clean: ## remove local data, caches and environments
 	rm -rf .data .cache .venv $(TOOLS)
