@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -11,6 +10,8 @@ import time
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
+
+from .processes import signal_group
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 KAFKA_SH = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
@@ -59,14 +60,7 @@ class KafkaBroker:
         raise TimeoutError(f"Kafka at {self.bootstrap} not ready after {timeout}s; see {self.log_path}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
-        if not self.process or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        signal_group(self.process, sig, timeout)
 
 
 async def _describe_cluster(bootstrap: str) -> None:

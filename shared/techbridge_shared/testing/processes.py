@@ -60,20 +60,25 @@ class ServiceProcess:
         self._signal(signal.SIGTERM, timeout)
 
     def _signal(self, sig: int, timeout: float = 20) -> None:
-        if not self.process or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        signal_group(self.process, sig, timeout)
 
     def tail(self, lines: int = 15) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+def signal_group(process: subprocess.Popen | None, sig: int, timeout: float) -> None:
+    """Signal a child's whole process group and wait; SIGKILL it if it outlives the timeout."""
+    if not process or process.poll() is not None:
+        return
+    os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
 
 
 def run_to_exit(module: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
