@@ -15,7 +15,6 @@ from datetime import datetime
 from sqlalchemy import (
     and_,
     bindparam,
-    case,
     column,
     exists,
     func,
@@ -27,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..domain.model import MODE_BITS, PUBLIC_STATUSES, TransferMode, modes_to_bits
+from ..domain.model import PUBLIC_STATUSES, bits_to_modes, modes_to_bits
 from ..domain.search import SearchHit, SearchQuery, SearchResult, Viewer
 from .tables import achievement_ipc, achievements, organisations
 
@@ -94,8 +93,9 @@ class Search:
     # --- query ----------------------------------------------------------------------------------
     async def run(self, q: SearchQuery, viewer: Viewer) -> SearchResult:
         where = self._where(q, viewer)
-        cols = [A.c.id, A.c.owner_org_id, A.c.status, A.c.version, A.c.content, A.c.listed_at,
-                A.c.published_at, A.c.expires_at]
+        # Rank on narrow rows (id, listed_at, score); fetch the page's documents afterwards, so
+        # sorting thousands of hits never drags their JSON content along.
+        cols = [A.c.id, A.c.listed_at]
         relevance = q.sort == "relevance" and bool(q.text_tokens)
         if relevance:
             offset = int((q.cursor or {}).get("o", 0))
@@ -136,24 +136,46 @@ class Search:
                 {"s": "recency", "l": _iso(last["listed_at"]), "i": last["id"]} if more and last else None
             )
         total = (await self.s.execute(select(func.count()).select_from(A).where(*where))).scalar_one()
-        hits = [SearchHit(r["id"], float(r["score"]) if r["score"] is not None else None, dict(r)) for r in rows]
+        docs = {}
+        if rows:
+            fetched = await self.s.execute(
+                select(A.c.id, A.c.owner_org_id, A.c.status, A.c.version, A.c.content, A.c.listed_at,
+                       A.c.published_at, A.c.expires_at).where(A.c.id.in_([r["id"] for r in rows]))
+            )
+            docs = {d["id"]: dict(d) for d in fetched.mappings()}
+        hits = [SearchHit(r["id"], float(r["score"]) if r["score"] is not None else None, docs[r["id"]]) for r in rows]
         facets = await self._facets(q, viewer) if q.facets else {}
         return SearchResult(hits=hits, next_cursor=next_cursor, total=total, facets=facets)
 
+    def _filtered(self, q: SearchQuery, facet: str) -> bool:
+        return {
+            "ip_type": bool(q.ip_types), "trl": q.trl_min is not None or q.trl_max is not None,
+            "transfer_mode": bool(q.transfer_modes), "status": bool(q.statuses),
+        }[facet]
+
     async def _facets(self, q: SearchQuery, viewer: Viewer) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}
-        for name, col in (("ip_type", A.c.ip_type), ("trl", A.c.trl), ("status", A.c.status)):
-            rows = await self.s.execute(
-                select(col, func.count()).where(*self._where(q, viewer, without=name)).group_by(col)
-                .order_by(func.count().desc(), col)
-            )
-            out[name] = [{"value": v, "count": n} for v, n in rows]
-        # Transfer modes: one pass over the bit mask.
-        where = self._where(q, viewer, without="transfer_mode")
-        sums = [func.sum(case((A.c.modes_bits.op("&")(bit) != 0, 1), else_=0)) for bit in MODE_BITS.values()]
-        row = (await self.s.execute(select(*sums).where(*where))).one()
-        modes = [{"value": m.value, "count": int(n or 0)} for m, n in zip(TransferMode, row, strict=True) if n]
-        out["transfer_mode"] = sorted(modes, key=lambda f: (-f["count"], f["value"]))
+        columns = {"ip_type": A.c.ip_type, "trl": A.c.trl, "status": A.c.status, "transfer_mode": A.c.modes_bits}
+        # Facets whose own filter is not in use share one grouped scan; the others (counted
+        # without their own filter) get one each.
+        shared = [f for f in columns if not self._filtered(q, f)]
+        groups = [shared] if shared else []
+        groups += [[f] for f in columns if f not in shared]
+        for group in groups:
+            without = group[0] if len(group) == 1 and self._filtered(q, group[0]) else None
+            cols = [columns[f] for f in group]
+            rows = (await self.s.execute(
+                select(*cols, func.count()).where(*self._where(q, viewer, without=without)).group_by(*cols)
+            )).all()
+            for i, f in enumerate(group):
+                counts: dict = {}
+                for row in rows:
+                    if f == "transfer_mode":
+                        for m in bits_to_modes(row[i]):
+                            counts[m] = counts.get(m, 0) + row[-1]
+                    else:
+                        counts[row[i]] = counts.get(row[i], 0) + row[-1]
+                out[f] = [{"value": v, "count": n} for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
         # IPC subclasses (an achievement with several codes in one subclass counts once).
         where = self._where(q, viewer, without="ipc_class")
         rows = await self.s.execute(
