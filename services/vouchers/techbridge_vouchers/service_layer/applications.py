@@ -61,11 +61,11 @@ async def review(repo: Repository, uow: UnitOfWork, actor: Actor, application_id
         a.voucher_id = voucher.id
         await repo.add_voucher(voucher)
         await repo.open_accounts(voucher_accounts(p.id, voucher.id), p.currency)
+        await repo.save_application(a)
         try:
             digest = await repo.post(entry)
         except InsufficientBalance as exc:
             raise overdraft(exc) from None
-        await repo.save_application(a)
         _publish(uow, "approved", a, review=last)
         uow.publish(event("voucher", "issued", voucher.id, VoucherEvent(
             voucher_id=voucher.id, programme_id=p.id, enterprise_org_id=voucher.enterprise_org_id,

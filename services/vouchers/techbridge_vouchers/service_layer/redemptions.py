@@ -100,8 +100,8 @@ async def reserve(repo: Repository, uow: UnitOfWork, actor: Actor, req: m.Redemp
 async def _settle_locked(repo: Repository, uow: UnitOfWork, r: m.Redemption, v: m.Voucher, p: m.Programme, *,
                          by: str, actor: Actor) -> m.Redemption:
     r, entry = m.settle(r, v, p, by=by, now=now(), actor=actor.sub)
-    digest = await _post(repo, entry)
     await repo.save_redemption(r, settle_entry_id=entry.id)
+    digest = await _post(repo, entry)
     publish(uow, "settled", r, entry, digest)
     return r
 
@@ -130,8 +130,8 @@ async def void(repo: Repository, uow: UnitOfWork, actor: Actor, redemption_id: s
 async def void_locked(repo: Repository, uow: UnitOfWork, r: m.Redemption, v: m.Voucher, p: m.Programme, *,
                       reason: str, actor: Actor) -> m.Redemption:
     r, entry = m.void(r, v, p, reason=reason, now=now(), actor=actor.sub)
-    digest = await _post(repo, entry)
     await repo.save_redemption(r)
+    digest = await _post(repo, entry)
     publish(uow, "voided", r, entry, digest)
     return r
 
@@ -139,8 +139,8 @@ async def void_locked(repo: Repository, uow: UnitOfWork, r: m.Redemption, v: m.V
 async def pay(repo: Repository, uow: UnitOfWork, actor: Actor, redemption_id: str, reference: str) -> m.Redemption:
     r, v, p = await _locked(repo, redemption_id)
     r, entry = m.payout(r, p, reference=reference, now=now(), actor=actor.sub)
-    digest = await _post(repo, entry)
     await repo.save_redemption(r)
+    digest = await _post(repo, entry)
     publish(uow, "paid", r, entry, digest)
     return r
 
@@ -153,8 +153,8 @@ async def claw_back(repo: Repository, uow: UnitOfWork, actor: Actor, redemption_
         raise invalid("body.amount.currency", f"the redemption is in {r.currency}")
     r, entry = m.clawback(r, p, amount=amount, reason=reason, settle_entry_id=await repo.settle_entry_id(r.id),
                           now=now(), actor=actor.sub)
-    digest = await _post(repo, entry)
     await repo.save_redemption(r)
+    digest = await _post(repo, entry)
     publish(uow, "clawed-back", r, entry, digest, reason=reason, clawed=amount)
     return r
 

@@ -82,8 +82,8 @@ async def _end(repo: Repository, uow: UnitOfWork, actor: Actor, v: m.Voucher, *,
                 reason=f"voucher {'revoked' if revoke else 'expired'}" + (f": {reason}" if reason else ""))
     available, _ = await _balances(repo, v)
     v, entry = m.end_voucher(v, p, available=available, revoke=revoke, reason=reason, now=at, actor=actor.sub)
-    digest = await repo.post(entry) if entry else None
     await repo.save_voucher(v)
+    digest = await repo.post(entry) if entry else None
     vv = await view_of(repo, v)
     returned = None if revoke else p.terms.unspent_policy is m.UnspentPolicy.RETURN_TO_BUDGET
     publish(uow, "revoked" if revoke else "expired", vv, amount=available, entry=entry, digest=digest,

@@ -390,10 +390,13 @@ class Repository:
         return (await self.balances([account.id]))[account.id]
 
     async def post(self, entry: JournalEntry) -> str:
-        """Append one balanced entry: move the cached balances (refusing any overdraft), write the
-        journal row and its postings, and advance the chain head. Returns the entry's hash.
+        """Append one balanced entry: write the journal row and its postings, advance the chain
+        head, and move the cached balances (refusing any overdraft). Returns the entry's hash.
 
-        The caller holds the lock on the chain owner (the programme or voucher row)."""
+        The caller holds the lock on the chain owner (the programme or voucher row). Balances are
+        moved last, and callers post as the last change of their unit of work, because shared
+        accounts (an agency's payable, a programme's unissued budget) stay locked from this
+        update until the commit."""
         owner = programmes if entry.kind in PROGRAMME_CHAIN else vouchers
         prev = self._heads.get(entry.chain_key)
         if prev is None:
@@ -401,6 +404,16 @@ class Repository:
                                          .with_for_update())).scalar()
         if prev is None:
             raise RuntimeError(f"chain owner {entry.chain_key} of entry {entry.id} does not exist")
+        digest = entry_hash(entry, prev)
+        await self.s.execute(insert(journal).values(
+            id=entry.id, kind=entry.kind, chain_key=entry.chain_key, programme_id=entry.programme_id,
+            voucher_id=entry.voucher_id, redemption_id=entry.redemption_id, reverses=entry.reverses,
+            currency=entry.currency, memo=entry.memo, created_at=entry.created_at, created_by=entry.created_by,
+            prev_hash=prev, hash=digest))
+        await self.s.execute(insert(postings), [dict(entry_id=entry.id, account_id=p.account.id, amount=p.amount,
+                                                     currency=entry.currency) for p in entry.postings])
+        await self.s.execute(update(owner).where(owner.c.id == entry.chain_key).values(head_hash=digest))
+        self._heads[entry.chain_key] = digest
         # One statement moves every leg; a leg that would overdraw its account matches no row.
         delta = case({p.account.id: p.amount for p in entry.postings}, value=accounts.c.id)
         legs = []
@@ -416,16 +429,6 @@ class Repository:
                 if held[p.account.id] + p.amount < 0 and not p.account.may_go_negative:
                     raise InsufficientBalance(p.account, held[p.account.id], -p.amount)
             raise RuntimeError(f"entry {entry.id} posts to an account that does not exist")
-        digest = entry_hash(entry, prev)
-        await self.s.execute(insert(journal).values(
-            id=entry.id, kind=entry.kind, chain_key=entry.chain_key, programme_id=entry.programme_id,
-            voucher_id=entry.voucher_id, redemption_id=entry.redemption_id, reverses=entry.reverses,
-            currency=entry.currency, memo=entry.memo, created_at=entry.created_at, created_by=entry.created_by,
-            prev_hash=prev, hash=digest))
-        await self.s.execute(insert(postings), [dict(entry_id=entry.id, account_id=p.account.id, amount=p.amount,
-                                                     currency=entry.currency) for p in entry.postings])
-        await self.s.execute(update(owner).where(owner.c.id == entry.chain_key).values(head_hash=digest))
-        self._heads[entry.chain_key] = digest
         return digest
 
     async def account_ids_of(self, owner_id: str, kinds: Sequence[str]) -> list[str]:
