@@ -25,6 +25,7 @@ from .api import clients as clients_api
 from .api import events as events_api
 from .api import subscriptions as subscriptions_api
 from .config import Settings
+from .console import router as console_router
 from .events.consumer import event_subscription
 from .events.webhooks import DeliveryWorker
 from .proxy.forward import Forwarder
@@ -52,7 +53,7 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
         metadata=metadata,
         migrations_dir=MIGRATIONS_DIR,
         routers=[auth_api.router, clients_api.router, clients_api.users_router, subscriptions_api.router,
-                 events_api.router],
+                 events_api.router, console_router],
         subscriptions=[event_subscription(ctx)],
     )
     spec.configure_app = lambda app: _configure(app, ctx)
