@@ -60,7 +60,7 @@ class Candidate:
 
 @dataclass
 class _Doc:
-    ipc: list[str]
+    ipc: tuple[str, ...]
 
 
 def _standardise(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -108,7 +108,7 @@ class HybridIndex:
         self.lexical.add(doc_id, terms if terms is not None else analyse(text))
         if vector is not None:
             self.dense.set(self.lexical.slot(doc_id), vector)
-        codes = [c for c in ipc if ipc_codes.try_parse(c)]
+        codes = tuple(c for c in ipc if ipc_codes.try_parse(c))
         self._docs[doc_id] = _Doc(ipc=codes)
         for prefix in self._prefixes(codes):
             self._by_ipc_prefix.setdefault(prefix, set()).add(doc_id)
@@ -182,8 +182,12 @@ class HybridIndex:
 
         overlaps: dict[str, ipc_codes.IpcOverlap] = {}
         if ipc:
+            memo: dict[tuple[str, ...], ipc_codes.IpcOverlap] = {}  # many documents share a code set
             for doc_id in self._ipc_neighbours(list(ipc)):
-                ov = ipc_codes.overlap(list(ipc), self._docs[doc_id].ipc)
+                codes = self._docs[doc_id].ipc
+                ov = memo.get(codes)
+                if ov is None:
+                    ov = memo[codes] = ipc_codes.overlap(list(ipc), list(codes))
                 if ov.score > 0:
                     overlaps[doc_id] = ov
 
@@ -220,8 +224,7 @@ class HybridIndex:
             if use_dense and has_vec[slot]:
                 cand.dense, cand.dense_rank = round(float(dense[slot]), 4), dr
             cand.ipc = overlaps.get(doc_id) or ipc_codes.IpcOverlap(0.0, ())
-            doc_terms = self.lexical.terms(doc_id)
-            matched = [t for t in q_set if t in doc_terms]
+            matched = self.lexical.shared_terms(doc_id, q_set)
             matched.sort(key=lambda t: (-self.lexical.idf(t), t))
             cand.matched_terms = matched
             cand.term_coverage = round(sum(self.lexical.idf(t) for t in matched) / q_weight, 4)

@@ -52,7 +52,11 @@ class BM25Index:
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._df: Counter[str] = Counter()
         self._lengths = np.zeros(0, dtype=np.float32)
-        self._terms_of: dict[int, Counter[str]] = {}
+        # Each document's distinct terms as sorted int32 ids: a few hundred bytes per document
+        # instead of a dict of strings, so 100,000 achievements fit in well under a gigabyte.
+        self._terms_of: dict[int, np.ndarray] = {}
+        self._vocab: dict[str, int] = {}
+        self._term_of_id: list[str] = []
         self._total_length = 0
 
     def __len__(self) -> int:
@@ -65,7 +69,14 @@ class BM25Index:
         self.remove(doc_id)
         slot = self._slots.allocate(doc_id)
         counts = Counter(terms)
-        self._terms_of[slot] = counts
+        ids = []
+        for term in counts:
+            tid = self._vocab.get(term)
+            if tid is None:
+                tid = self._vocab[term] = len(self._term_of_id)
+                self._term_of_id.append(term)
+            ids.append(tid)
+        self._terms_of[slot] = np.array(sorted(ids), dtype=np.int32)
         if slot >= len(self._lengths):
             grown = np.zeros(max(1024, 2 * len(self._lengths)), dtype=np.float32)
             grown[: len(self._lengths)] = self._lengths
@@ -83,9 +94,9 @@ class BM25Index:
         slot = self._slots.free(doc_id)
         if slot is None:
             return
-        counts = self._terms_of.pop(slot)
+        term_ids = self._terms_of.pop(slot)
         self._total_length -= int(self._lengths[slot])
-        for term in counts:
+        for term in (self._term_of_id[i] for i in term_ids):
             self._df[term] -= 1
             if self._df[term] <= 0:
                 del self._df[term]
@@ -93,9 +104,20 @@ class BM25Index:
                 self._arrays.pop(term, None)
         # Stale postings of the freed slot stay until the term changes; scores mask them out.
 
-    def terms(self, doc_id: str) -> Counter[str]:
+    def shared_terms(self, doc_id: str, terms) -> list[str]:
+        """Those of `terms` that occur in the document."""
         slot = self._slots.slot_of.get(doc_id)
-        return self._terms_of.get(slot, Counter()) if slot is not None else Counter()
+        if slot is None:
+            return []
+        ids = self._terms_of[slot]
+        out = []
+        for t in terms:
+            tid = self._vocab.get(t)
+            if tid is not None:
+                pos = int(np.searchsorted(ids, tid))
+                if pos < len(ids) and ids[pos] == tid:
+                    out.append(t)
+        return out
 
     def _posting(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
         arr = self._arrays.get(term)

@@ -31,6 +31,9 @@ class AchievementIndexer:
 
     async def on_published(self, uow: UnitOfWork, event: CloudEvent) -> None:
         s = uow.session
+        # Bring the indexes up to date before this change is written, so they only ever hold
+        # committed changes (this one is picked up by the next sync after it commits).
+        await self.engine.sync(s)
         values = read_model_values(event.data, event.time)
         current = await repo.get_achievement(s, values["achievement_id"])
         if current is not None:
@@ -60,7 +63,6 @@ class AchievementIndexer:
     async def _saved_matching(self, uow: UnitOfWork, row, vector) -> None:
         """Tell the owners of published demands this achievement fits (once per pair)."""
         s = uow.session
-        await self.engine.sync(s)
         text = achievement_text(row)
         candidates = self.engine.demands.search(text, vector, list(row.ipc_codes or []), k=self.saved_match_candidates)
         if not candidates:
