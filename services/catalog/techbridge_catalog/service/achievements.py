@@ -115,9 +115,8 @@ async def create(uow: UnitOfWork, actor: Actor, content: AchievementContent) -> 
 
 async def edit(uow: UnitOfWork, actor: Actor, achievement_id: str, patch: dict, expected_version: int | None) -> Achievement:
     a = await _load(uow, achievement_id)
-    parties = set()
     if not is_owner(actor.org, a.owner_org_id):
-        if _hidden(actor, a, parties):
+        if _hidden(actor, a, set()):
             raise NotFound(f"achievement {achievement_id} does not exist")
         raise Forbidden("only the owner organisation may edit an achievement")
     ensure_editable(a.status)

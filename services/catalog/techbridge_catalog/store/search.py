@@ -58,7 +58,10 @@ class Search:
         w = []
         if q.statuses and without != "status":
             w.append(A.c.status.in_([s.value for s in q.statuses]))
-        if not viewer.reviewer:
+        # Visibility: only needed when a non-public state is asked for (or, for the status
+        # facet, when its own filter is dropped); a plain condition lets the planner use indexes.
+        only_public = bool(q.statuses) and without != "status" and set(q.statuses) <= PUBLIC_STATUSES
+        if not viewer.reviewer and not only_public:
             public = A.c.status.in_([s.value for s in PUBLIC_STATUSES])
             w.append(or_(public, A.c.owner_org_id == viewer.org) if viewer.org else public)
         if q.ipc_prefixes and without != "ipc_class":
