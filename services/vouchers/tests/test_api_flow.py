@@ -30,9 +30,13 @@ async def test_programme_to_payout_and_clawback(api):
     listed = await api.ok("GET", "/programmes", api.gov, key=None)
     assert [x["id"] for x in listed["items"]] == [pid]
 
-    # Top-up.
-    p = await api.ok("POST", f"/programmes/{pid}/top-ups", api.gov, json={"amount": {"amount": 500_000, "currency": "CNY"}})
+    # Top-up; its key cannot be reused on another endpoint.
+    top_key = str(uuid.uuid4())
+    p = await api.ok("POST", f"/programmes/{pid}/top-ups", api.gov, key=top_key,
+                     json={"amount": {"amount": 500_000, "currency": "CNY"}})
     assert p["budget"]["amount"] == 1_500_000
+    r = await api.call("POST", "/programmes", api.gov, json=body, key=top_key)
+    assert r.status_code == 422 and r.json()["code"] == "idempotency_key_reused"
 
     # Eligibility: one rule failing is named, and the application is refused automatically.
     await api.register_org("ent-sme")
