@@ -139,7 +139,7 @@ def main() -> None:
         vec = embedder.embed_one(text)
         t1 = time.perf_counter()
         d = demand_for(text)
-        cands = index.search(d.query_text, vec, list(d.ipc_codes), k=200)
+        cands = index.search(d.query_text, vec, list(d.ipc_codes), k=100)
         rank(d, [(c, facts[c.doc_id]) for c in cands], [], 20)
         t2 = time.perf_counter()
         embed_ms.append((t1 - t0) * 1000)

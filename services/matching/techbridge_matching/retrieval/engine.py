@@ -73,16 +73,24 @@ def _standardise(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (scores - float(values.mean())) / std
 
 
+RANK_DEPTH = 1000  # ranks beyond this are reported as None ("not in that retriever's top 1000")
+
+
 def _ranks(scores: np.ndarray, mask: np.ndarray, slots: list[int], positive_only: bool) -> list[int | None]:
-    """1-based rank of each slot's score among the masked population (None if it scored nothing)."""
-    population = np.sort(scores[mask])
+    """1-based rank of each slot's score among the masked population, within the top RANK_DEPTH."""
+    population = scores[mask]
+    if population.size > RANK_DEPTH:
+        population = np.partition(population, population.size - RANK_DEPTH)[-RANK_DEPTH:]
+    population = np.sort(population)
+    floor = population[0] if population.size else np.inf
+    total = population.size
     out: list[int | None] = []
     for slot in slots:
         value = scores[slot]
-        if positive_only and value <= 0:
+        if (positive_only and value <= 0) or value < floor:
             out.append(None)
         else:
-            out.append(int(population.size - np.searchsorted(population, value, side="right") + 1))
+            out.append(int(total - np.searchsorted(population, value, side="right") + 1))
     return out
 
 
@@ -92,7 +100,12 @@ class HybridIndex:
         self.lexical = BM25Index(k1=self.params.k1, b=self.params.b)
         self.dense = DenseIndex(dimension)
         self._docs: dict[str, _Doc] = {}
-        self._by_ipc_prefix: dict[str, set[str]] = {}
+        # Documents are grouped by their set of IPC codes, so overlap is computed once per
+        # distinct set and spread to documents with one numpy gather.
+        self._codeset_id: dict[tuple[str, ...], int] = {(): 0}
+        self._codesets: list[tuple[str, ...]] = [()]
+        self._codesets_by_prefix: dict[str, set[int]] = {}
+        self._slot_codeset = np.zeros(0, dtype=np.int32)
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -108,10 +121,20 @@ class HybridIndex:
         self.lexical.add(doc_id, terms if terms is not None else analyse(text))
         if vector is not None:
             self.dense.set(self.lexical.slot(doc_id), vector)
-        codes = tuple(c for c in ipc if ipc_codes.try_parse(c))
+        codes = tuple(sorted({c for c in ipc if ipc_codes.try_parse(c)}))
         self._docs[doc_id] = _Doc(ipc=codes)
-        for prefix in self._prefixes(codes):
-            self._by_ipc_prefix.setdefault(prefix, set()).add(doc_id)
+        cs = self._codeset_id.get(codes)
+        if cs is None:
+            cs = self._codeset_id[codes] = len(self._codesets)
+            self._codesets.append(codes)
+            for prefix in self._prefixes(list(codes)):
+                self._codesets_by_prefix.setdefault(prefix, set()).add(cs)
+        slot = self.lexical.slot(doc_id)
+        if slot >= len(self._slot_codeset):
+            grown = np.zeros(max(1024, 2 * len(self._slot_codeset), slot + 1), dtype=np.int32)
+            grown[: len(self._slot_codeset)] = self._slot_codeset
+            self._slot_codeset = grown
+        self._slot_codeset[slot] = cs
 
     def remove(self, doc_id: str) -> None:
         doc = self._docs.pop(doc_id, None)
@@ -121,10 +144,7 @@ class HybridIndex:
         self.lexical.remove(doc_id)
         if slot is not None:
             self.dense.clear(slot)
-        for prefix in self._prefixes(doc.ipc):
-            members = self._by_ipc_prefix.get(prefix)
-            if members:
-                members.discard(doc_id)
+            self._slot_codeset[slot] = 0
 
     def vector(self, doc_id: str) -> np.ndarray | None:
         slot = self.lexical.slot(doc_id)
@@ -145,11 +165,20 @@ class HybridIndex:
                 out.update(parsed.path[1:3])  # class and subclass
         return out
 
-    def _ipc_neighbours(self, codes: list[str]) -> set[str]:
-        found: set[str] = set()
+    def _ipc_scores(self, codes: list[str], size: int) -> tuple[np.ndarray, dict[int, ipc_codes.IpcOverlap]]:
+        """Overlap score of every slot with `codes`, and the overlap of each agreeing code set."""
+        per_set: dict[int, ipc_codes.IpcOverlap] = {}
         for prefix in self._prefixes(codes):
-            found |= self._by_ipc_prefix.get(prefix, set())
-        return found
+            for cs in self._codesets_by_prefix.get(prefix, ()):
+                if cs not in per_set:
+                    per_set[cs] = ipc_codes.overlap(codes, list(self._codesets[cs]))
+        by_set = np.zeros(len(self._codesets), dtype=np.float64)
+        for cs, ov in per_set.items():
+            by_set[cs] = ov.score
+        slot_sets = np.zeros(size, dtype=np.int32)
+        n = min(size, len(self._slot_codeset))
+        slot_sets[:n] = self._slot_codeset[:n]
+        return by_set[slot_sets], per_set
 
     def search(
         self,
@@ -180,19 +209,10 @@ class HybridIndex:
         dense = self.dense.similarities(vector, size) if use_dense else np.zeros(size, dtype=np.float32)
         has_vec = self.dense.has(size)
 
-        overlaps: dict[str, ipc_codes.IpcOverlap] = {}
-        if ipc:
-            memo: dict[tuple[str, ...], ipc_codes.IpcOverlap] = {}  # many documents share a code set
-            for doc_id in self._ipc_neighbours(list(ipc)):
-                codes = self._docs[doc_id].ipc
-                ov = memo.get(codes)
-                if ov is None:
-                    ov = memo[codes] = ipc_codes.overlap(list(ipc), list(codes))
-                if ov.score > 0:
-                    overlaps[doc_id] = ov
+        ipc_scores, per_set = self._ipc_scores(list(ipc), size) if ipc else (np.zeros(size), {})
 
         if p.fusion == "rrf":
-            fused = self._rrf(lexical, dense if use_dense else None, overlaps, mask & has_vec if use_dense else mask, mask)
+            fused = self._rrf(lexical, dense if use_dense else None, ipc_scores, mask & has_vec if use_dense else mask, mask)
         else:
             fused = np.zeros(size, dtype=np.float64)
             if p.lexical_weight > 0:
@@ -201,12 +221,11 @@ class HybridIndex:
                 dense_mask = mask & has_vec
                 # Documents without a vector sit at the population mean: neither pushed nor pulled.
                 fused += p.dense_weight * np.where(has_vec, _standardise(dense, dense_mask), 0.0)
-            for doc_id, ov in overlaps.items():
-                fused[self.lexical.slot(doc_id)] += p.ipc_weight * ov.score
+            fused += p.ipc_weight * ipc_scores
         # Nothing in common at all (no term, no meaning, no class) is no candidate.
-        relevant = (lexical > 0) | (has_vec if use_dense else False)
-        for doc_id in overlaps:
-            relevant[self.lexical.slot(doc_id)] = True
+        relevant = (lexical > 0) | (ipc_scores > 0)
+        if use_dense:
+            relevant |= has_vec
         fused = np.where(mask & relevant, fused, -np.inf)
         best = top_k(fused, k, self.lexical.ids)
         if not best:
@@ -215,34 +234,33 @@ class HybridIndex:
         slots = [self.lexical.slot(d) for d, _ in best]
         lex_ranks = _ranks(lexical, mask, slots, positive_only=True)
         dense_ranks = _ranks(dense, mask & has_vec, slots, positive_only=False) if use_dense else [None] * len(slots)
-        q_set = set(q_terms)
-        q_weight = sum(self.lexical.idf(t) for t in q_set) or 1.0
+        q_set = sorted(set(q_terms))
+        idf = {t: self.lexical.idf(t) for t in q_set}
+        q_weight = sum(idf.values()) or 1.0
+        present = self.lexical.presence(q_set, np.asarray(slots, dtype=np.int64))
+        by_idf = sorted(present, key=lambda t: (-idf[t], t))
         out = []
-        for (doc_id, score), slot, lr, dr in zip(best, slots, lex_ranks, dense_ranks, strict=True):
+        for i, ((doc_id, score), slot, lr, dr) in enumerate(zip(best, slots, lex_ranks, dense_ranks, strict=True)):
             cand = Candidate(doc_id=doc_id, score=round(float(score), 6))
             cand.lexical, cand.lexical_rank = round(float(lexical[slot]), 4), lr
             if use_dense and has_vec[slot]:
                 cand.dense, cand.dense_rank = round(float(dense[slot]), 4), dr
-            cand.ipc = overlaps.get(doc_id) or ipc_codes.IpcOverlap(0.0, ())
-            matched = self.lexical.shared_terms(doc_id, q_set)
-            matched.sort(key=lambda t: (-self.lexical.idf(t), t))
+            cand.ipc = per_set.get(int(self._slot_codeset[slot])) or ipc_codes.IpcOverlap(0.0, ())
+            matched = [t for t in by_idf if present[t][i]]
             cand.matched_terms = matched
-            cand.term_coverage = round(sum(self.lexical.idf(t) for t in matched) / q_weight, 4)
+            cand.term_coverage = round(sum(idf[t] for t in matched) / q_weight, 4)
             out.append(cand)
         return out
 
-    def _rrf(self, lexical, dense, overlaps, dense_mask, mask) -> np.ndarray:
+    def _rrf(self, lexical, dense, ipc_scores, dense_mask, mask) -> np.ndarray:
         p = self.params
         size = len(lexical)
         fused = np.zeros(size, dtype=np.float64)
         ranked = [(np.where(mask & (lexical > 0), lexical, -np.inf), p.lexical_weight)]
         if dense is not None:
             ranked.append((np.where(dense_mask, dense, -np.inf), p.dense_weight))
-        if overlaps:
-            ipc_scores = np.full(size, -np.inf)
-            for doc_id, ov in overlaps.items():
-                ipc_scores[self.lexical.slot(doc_id)] = ov.score
-            ranked.append((np.where(mask, ipc_scores, -np.inf), p.ipc_weight))
+        if ipc_scores.any():
+            ranked.append((np.where(mask & (ipc_scores > 0), ipc_scores, -np.inf), p.ipc_weight))
         for scores, weight in ranked:
             if weight <= 0:
                 continue

@@ -104,6 +104,19 @@ class BM25Index:
                 self._arrays.pop(term, None)
         # Stale postings of the freed slot stay until the term changes; scores mask them out.
 
+    def presence(self, terms, slots: np.ndarray) -> dict[str, np.ndarray]:
+        """For each term, whether each of `slots` contains it (one numpy pass per term)."""
+        size = len(self._slots.ids)
+        out: dict[str, np.ndarray] = {}
+        for term in terms:
+            posting = self._posting(term)
+            if posting is None:
+                continue
+            mark = np.zeros(size, dtype=bool)
+            mark[posting[0]] = True
+            out[term] = mark[slots]
+        return out
+
     def shared_terms(self, doc_id: str, terms) -> list[str]:
         """Those of `terms` that occur in the document."""
         slot = self._slots.slot_of.get(doc_id)

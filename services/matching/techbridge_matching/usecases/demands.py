@@ -131,7 +131,7 @@ async def matches_for_demand(uow: UnitOfWork, engine: MatchingEngine, identity: 
     vector = engine.demands.vector(d.id)
     if vector is None:
         vector = await engine.embed(d.query_text)
-    pool = max(200, limit * 10)
+    pool = max(100, limit * 5)  # candidates left after hard filters; enough for the page
     candidates = engine.achievements.search(d.query_text, vector, list(d.ipc_codes), k=pool)
     pairs = [(c, engine.facts[c.doc_id]) for c in candidates if c.doc_id in engine.facts]
     declines = await repo.decline_objects(uow.session, d.id)
