@@ -18,6 +18,8 @@ import httpx
 from fastapi import FastAPI
 
 INTERNAL_BASE = "http://gateway.internal"
+# Leading segments of a problem's field path that name where the value was, not which value.
+ENVELOPES = {"body", "query", "path", "header", "achievement", "demand", "offer", "redemption"}
 
 
 class ApiError(Exception):
@@ -41,7 +43,7 @@ class ApiError(Exception):
         out: dict[str, str] = {}
         for e in self.problem.get("errors") or []:
             path = [p for p in str(e.get("field", "")).split(".") if p]
-            if path and path[0] in ("body", "query", "path", "header"):
+            while len(path) > 1 and path[0] in ENVELOPES:
                 path = path[1:]
             name = path[0] if path else "_"
             out.setdefault(name, str(e.get("message", "")))

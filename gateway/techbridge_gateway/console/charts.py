@@ -11,22 +11,24 @@ from collections.abc import Iterable, Sequence
 from html import escape
 
 PALETTE = ("#2563eb", "#f59e0b", "#16a34a", "#db2777", "#7c3aed", "#0891b2")
-WIDTH = 600
+WIDTH = 360
 ROW = 22
 GAP = 8
 LABEL = 16
 
 
 def bar_chart(title: str, rows: Sequence[tuple[str, Sequence[float]]], series: Sequence[str],
-              fmt=lambda v: f"{v:g}", empty: str = "—") -> str:
-    """One group per row (its label above), one bar per series in the group, scaled to the max."""
+              fmt=lambda v: f"{v:g}", empty: str = "—", width: int = WIDTH) -> str:
+    """One group per row (its label above), one bar per series in the group, scaled to the max.
+
+    Drawn at `width` pixels on a wide screen (never scaled up), narrowed with its text on a phone."""
     if not rows:
         return f'<p class="chart-empty" role="note">{escape(title)}: {escape(empty)}</p>'
     top = max((v for _, values in rows for v in values), default=0) or 1
     legend_h = ROW if len(series) > 1 else 0
     group_h = LABEL + ROW * len(series) + GAP
     height = legend_h + group_h * len(rows)
-    out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="{escape(title)}" '
+    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{escape(title)}" '
            f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
     if legend_h:
         x = 0
@@ -39,7 +41,7 @@ def bar_chart(title: str, rows: Sequence[tuple[str, Sequence[float]]], series: S
         out.append(f'<text x="0" y="{y + 12}" class="label">{escape(label)}</text>')
         y += LABEL
         for i, v in enumerate(values):
-            w = max(0.0, v) / top * (WIDTH - 160)
+            w = max(0.0, v) / top * (width - 120)
             colour = PALETTE[i % len(PALETTE)]
             out.append(f'<rect x="0" y="{y + 2}" width="{w:.1f}" height="{ROW - 6}" rx="2" fill="{colour}">'
                        f'<title>{escape(series[i])}: {escape(fmt(v))}</title></rect>'

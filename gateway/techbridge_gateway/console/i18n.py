@@ -52,6 +52,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "fields": ("技术领域（逗号分隔）", "Fields (comma-separated)"),
     "ipc_codes": ("IPC 分类号（逗号分隔）", "IPC codes (comma-separated)"),
     "ip_type": ("成果类型", "Kind"),
+    "ip_record": ("专利/登记号", "Patent or registration number"),
     "trl": ("技术成熟度（1-9）", "Readiness level (TRL 1-9)"),
     "transfer_modes": ("转化方式", "Transfer modes"),
     "asking_price": ("挂牌价（元）", "Asking price (CNY)"),

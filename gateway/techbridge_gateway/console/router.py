@@ -243,10 +243,12 @@ async def logout() -> Response:
 # --- institution ----------------------------------------------------------------------------------
 
 ACHIEVEMENT_FORM = ["title_zh", "title_en", "abstract_zh", "abstract_en", "keywords", "fields", "ipc_codes",
-                    "ip_type", "trl", "asking_price", "region"]
+                    "ip_type", "trl", "asking_price", "region", "ip_records"]
 
 
-def achievement_body(form, errors: dict[str, str]) -> dict[str, Any]:
+def achievement_body(form, errors: dict[str, str], records: list[dict] | None = None) -> dict[str, Any]:
+    """The API body from the form. The form edits the first IP record's number; further records
+    (imported or added through the API) are kept as they are."""
     body: dict[str, Any] = {k: str(form.get(k, "")).strip() for k in ("title_zh", "title_en", "abstract_zh",
                                                                      "abstract_en", "region")}
     for k in ("keywords", "fields", "ipc_codes"):
@@ -261,6 +263,14 @@ def achievement_body(form, errors: dict[str, str]) -> dict[str, Any]:
         body["asking_price"] = {"amount": fen, "currency": "CNY"} if fen is not None else None
     except ValueError:
         errors["asking_price"] = "¥ 0.00"
+    number = str(form.get("ip_records", "")).strip()
+    records = list(records or [])
+    if number and (not records or records[0].get("number") != number):
+        first = {"number": number, "kind": body["ip_type"], "legal_status": "pending"}
+        records = [first, *records[1:]]
+    elif not number and records:
+        records = records[1:]
+    body["ip_records"] = records
     return body
 
 
@@ -279,6 +289,7 @@ def achievement_values(a: dict) -> dict[str, Any]:
         "ipc_codes": ", ".join(a.get("ipc_codes") or []), "trl": a.get("trl", ""),
         "asking_price": f"{Decimal(price['amount']) / 100:.2f}" if price else "",
         "transfer_modes": a.get("transfer_modes") or [], "negotiable": a.get("negotiable", False),
+        "ip_records": (a.get("ip_records") or [{}])[0].get("number", ""),
     }
 
 
@@ -341,7 +352,8 @@ async def edit_achievement(achievement_id: str, request: Request, api: Api = Dep
     page = signed_in(request, "institution")
     form = await request.form()
     errors: dict[str, str] = {}
-    body = achievement_body(form, errors)
+    current = await api.get(f"/api/v1/catalog/achievements/{achievement_id}")
+    body = achievement_body(form, errors, current.get("ip_records"))
     if not errors:
         try:
             await api.patch(f"/api/v1/catalog/achievements/{achievement_id}", body,
@@ -544,7 +556,7 @@ async def government(request: Request, api: Api = Depends(api_of)) -> Response:
     yuan = lambda v: f"¥{v:,.0f}"  # noqa: E731
     budget_svg = charts.bar_chart(page.t("budget_chart"), rows,
                                   [page.t("budget"), page.t("issued"), page.t("settled")], fmt=yuan,
-                                  empty=page.t("no_data"))
+                                  empty=page.t("no_data"), width=640)
     transfers = (await api.get("/api/v1/matching/transfers", limit=100))["items"]
     live = [x for x in transfers if x["status"] != "cancelled"]
     modes = charts.count_by(page.label("transfer_mode", x["current_offer"]["mode"]) for x in live)
