@@ -196,3 +196,24 @@ def test_english_is_case_folded_and_stemmed():
     assert query_tokens("Batteries") == query_tokens("battery")
     assert "separ" in index_tokens("Separators for lithium-ion cells")
     assert query_tokens("the of and") == []
+
+
+# --- facet cache -----------------------------------------------------------------------------------
+
+def test_facet_cache_shares_counts_across_pages_but_not_across_viewers_of_private_states():
+    from techbridge_catalog.domain.search import SearchQuery, Viewer
+    from techbridge_catalog.service.achievements import FacetCache
+
+    cache = FacetCache(ttl_s=5)
+    public = SearchQuery(text_tokens=("电池",), statuses=(S.published,), limit=20)
+    page2 = SearchQuery(text_tokens=("电池",), statuses=(S.published,), limit=50, cursor={"o": 20})
+    assert FacetCache.key(public, Viewer("a", False)) == FacetCache.key(page2, Viewer("b", False))
+    drafts = SearchQuery(statuses=(S.draft,))
+    assert FacetCache.key(drafts, Viewer("a", False)) != FacetCache.key(drafts, Viewer("b", False))
+    k = FacetCache.key(public, Viewer(None, False))
+    cache.put(k, 100.0, {"trl": []})
+    assert cache.get(k, 104.0) == {"trl": []}
+    assert cache.get(k, 106.0) is None
+    off = FacetCache(ttl_s=0)
+    off.put(k, 1.0, {"trl": []})
+    assert off.get(k, 1.0) is None

@@ -185,6 +185,13 @@ def _item(row: dict, score: float | None, names: dict[str, str]) -> SearchItem:
     )
 
 
+def facet_cache(request: Request) -> service.FacetCache:
+    state = request.app.state
+    if getattr(state, "facet_cache", None) is None:
+        state.facet_cache = service.FacetCache(state.runtime.settings.facet_cache_s)
+    return state.facet_cache
+
+
 def _with_etag(response: Response, v: int) -> None:
     response.headers["ETag"] = etag(v)
 
@@ -249,7 +256,7 @@ async def search_achievements(
         sort=sort, limit=limit, cursor=position, facets=facets,
     )
     async with runtime.unit_of_work() as uow:
-        result, names = await service.search(uow.session, Actor.of(identity), query)
+        result, names = await service.search(uow.session, Actor.of(identity), query, facet_cache(request))
     return SearchPage(
         items=[_item(h.row, h.score, names) for h in result.hits],
         next_cursor=encode_cursor(result.next_cursor) if result.next_cursor else None,

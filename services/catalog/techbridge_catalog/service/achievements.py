@@ -7,8 +7,9 @@ check, appends a history row and publishes the fact, all in the caller's unit of
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from techbridge_shared.uow import UnitOfWork
 from ..domain.access import can_read, can_see_confidential, is_owner
 from ..domain.achievement import Achievement
 from ..domain.history import diff
-from ..domain.model import Status
+from ..domain.model import PUBLIC_STATUSES, Status
 from ..domain.rules import AchievementContent, check_content
 from ..domain.search import SearchQuery, SearchResult, Viewer
 from ..domain.workflow import ensure_editable
@@ -220,8 +221,53 @@ async def history_page(session, actor: Actor, achievement_id: str, *, limit: int
     return await History(session).page("achievement", achievement_id, limit=limit, after_seq=after_seq)
 
 
-async def search(session, actor: Actor, query: SearchQuery) -> tuple[SearchResult, dict[str, str]]:
-    result = await Search(session).run(query, Viewer(org=actor.org, reviewer=actor.reviewer))
+class FacetCache:
+    """Facet counts per (text, filters, what the viewer may see), kept for a few seconds.
+
+    Counting is the costly part of a search (a grouped scan per facet over every hit) and its
+    answer barely moves from one second to the next, so bursts of the same browse or the pages
+    of one search share it. A TTL of 0 turns it off."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 2048):
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[Any, tuple[float, dict]] = {}
+
+    @staticmethod
+    def key(query: SearchQuery, viewer: Viewer) -> Any:
+        public_only = bool(query.statuses) and set(query.statuses) <= PUBLIC_STATUSES
+        who = "public" if public_only else (viewer.org, viewer.reviewer)
+        return (replace(query, cursor=None, limit=0, sort="", facets=True), who)
+
+    def get(self, key: Any, at: float) -> dict | None:
+        hit = self._entries.get(key)
+        if hit is None or at - hit[0] > self.ttl_s:
+            return None
+        return hit[1]
+
+    def put(self, key: Any, at: float, facets: dict) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries = {k: v for k, v in self._entries.items() if at - v[0] <= self.ttl_s}
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        self._entries[key] = (at, facets)
+
+
+async def search(session, actor: Actor, query: SearchQuery,
+                 cache: FacetCache | None = None) -> tuple[SearchResult, dict[str, str]]:
+    viewer = Viewer(org=actor.org, reviewer=actor.reviewer)
+    store = Search(session)
+    result = await store.run(query, viewer)
+    if query.facets:
+        key, at = FacetCache.key(query, viewer), time.monotonic()
+        facets = cache.get(key, at) if cache else None
+        if facets is None:
+            facets = await store.facets(query, viewer)
+            if cache:
+                cache.put(key, at, facets)
+        result.facets = facets
     names = await Organisations(session).names(h.row["owner_org_id"] for h in result.hits)
     return result, names
 

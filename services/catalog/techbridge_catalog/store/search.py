@@ -147,8 +147,7 @@ class Search:
             )
             docs = {d["id"]: dict(d) for d in fetched.mappings()}
         hits = [SearchHit(r["id"], float(r["score"]) if r["score"] is not None else None, docs[r["id"]]) for r in rows]
-        facets = await self._facets(q, viewer) if q.facets else {}
-        return SearchResult(hits=hits, next_cursor=next_cursor, total=total, facets=facets)
+        return SearchResult(hits=hits, next_cursor=next_cursor, total=total)
 
     def _filtered(self, q: SearchQuery, facet: str) -> bool:
         return {
@@ -156,7 +155,7 @@ class Search:
             "transfer_mode": bool(q.transfer_modes), "status": bool(q.statuses),
         }[facet]
 
-    async def _facets(self, q: SearchQuery, viewer: Viewer) -> dict[str, list[dict]]:
+    async def facets(self, q: SearchQuery, viewer: Viewer) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}
         columns = {"ip_type": A.c.ip_type, "trl": A.c.trl, "status": A.c.status, "transfer_mode": A.c.modes_bits}
         # Facets whose own filter is not in use share one grouped scan; the others (counted
