@@ -116,9 +116,10 @@ async def drop_pg_database(server: str, name: str) -> None:
     await conn.close()
 
 
-async def bench_store(kind: str, url: str, sizes: list[int], queries: int, tmp: Path) -> list[dict]:
+async def bench_store(kind: str, url: str, sizes: list[int], queries: int, tmp: Path, facet_cache_s: float) -> list[dict]:
     settings = Settings(database_url=url, kafka_bootstrap_servers="127.0.0.1:1", data_dir=str(tmp),
-                        environment="test", outbox_relay_enabled=False, expiry_sweep_interval_s=3600)
+                        environment="test", outbox_relay_enabled=False, expiry_sweep_interval_s=3600,
+                        facet_cache_s=facet_cache_s)
     app = create_app(settings)
     secret = settings.internal_auth_secret
     org = "org-bench"
@@ -197,6 +198,8 @@ async def main() -> None:
     ap.add_argument("--stores", default="sqlite,postgresql")
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--facet-cache-s", type=float, default=0.0,
+                    help="facet count reuse (the service default is 5 s; 0 measures every count)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -205,7 +208,7 @@ async def main() -> None:
     for kind in args.stores.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             if kind == "sqlite":
-                all_results += await bench_store(kind, f"sqlite+aiosqlite:///{tmp}/catalog.db", sizes, args.queries, Path(tmp))
+                all_results += await bench_store(kind, f"sqlite+aiosqlite:///{tmp}/catalog.db", sizes, args.queries, Path(tmp), args.facet_cache_s)
             else:
                 server = os.environ.get("TECHBRIDGE_TEST_PG_URL")
                 if not server:
@@ -213,7 +216,7 @@ async def main() -> None:
                     continue
                 name = await new_pg_database(server.rstrip("/"))
                 try:
-                    all_results += await bench_store(kind, f"{server.rstrip('/')}/{name}", sizes, args.queries, Path(tmp))
+                    all_results += await bench_store(kind, f"{server.rstrip('/')}/{name}", sizes, args.queries, Path(tmp), args.facet_cache_s)
                 finally:
                     await drop_pg_database(server.rstrip("/"), name)
     print("\nstore       size     case               p50 ms  p95 ms  import rows/s")
