@@ -69,8 +69,52 @@ class Platform:
         return self.processes[name].tail(lines)
 
 
+def platform_topics() -> list[str]:
+    """Every topic the platform documents (the gateway's AsyncAPI) and vouchers' application topic."""
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "gateway/techbridge_gateway/asyncapi.yaml").read_text())
+    topics = {ch["address"] for ch in doc["channels"].values()}
+    return sorted(topics | {"techbridge.vouchers.application.v1"})
+
+
+def create_topics(kafka: str, topics: list[str], timeout: float = 60) -> None:
+    """Create the platform's topics before the services start, as a deployment does, and wait
+    until the broker's metadata lists every one of them.
+
+    Services create what they need themselves, but a consumer that joins its group before the
+    broker's metadata shows a topic created a moment earlier by another process is assigned no
+    partitions and only notices the topic at its next metadata refresh (aiokafka: 5 minutes).
+    """
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    from techbridge_shared import kafka as tb_kafka
+    from techbridge_shared.settings import KafkaSettings
+
+    async def run():
+        await tb_kafka.ensure_topics(KafkaSettings(kafka_bootstrap_servers=kafka), "e2e", topics)
+        deadline = time.monotonic() + timeout
+        while True:
+            consumer = AIOKafkaConsumer(bootstrap_servers=kafka)
+            await consumer.start()
+            try:
+                known = await consumer.topics()
+                if set(topics) <= known:
+                    return
+            finally:
+                await consumer.stop()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics not in the broker's metadata: {sorted(set(topics) - known)}")
+            await asyncio.sleep(0.5)
+
+    asyncio.run(run())
+
+
 def start_platform(work: Path, kafka: str, pg_url_factory, timeout: float = 180) -> Platform:
     work.mkdir(parents=True, exist_ok=True)
+    create_topics(kafka, platform_topics())
     tag = uuid.uuid4().hex[:8]
     platform = Platform(
         work=work, kafka=kafka, secret="e2e-internal-" + secrets.token_hex(24),
