@@ -56,7 +56,7 @@ def runtime_for(url: str, pool: int):
     from techbridge_shared.service import ServiceRuntime
     from techbridge_vouchers.config import Settings
     from techbridge_vouchers.main import build_spec
-    settings = Settings(database_url=url, outbox_relay_enabled=False, expiry_sweep_interval_s=0,
+    settings = Settings(database_url=url, outbox_relay_enabled=False, expiry_sweep_interval_s=0, ledger_check_interval_s=0,
                         database_pool_size=max(1, min(100, pool)), environment="test")
     return ServiceRuntime(build_spec(settings))
 

@@ -12,5 +12,7 @@ class Settings(BaseSettings):
     port: int = 8104
     expiry_sweep_interval_s: float = Field(
         default=300.0, ge=0, description="How often vouchers past validity expire and reminders go out; 0 disables")
+    ledger_check_interval_s: float = Field(
+        default=300.0, ge=0, description="How often the whole-ledger check runs for monitoring; 0 disables")
     consumer_group_prefix: str = Field(
         default="vouchers", description="Prefix of this service's Kafka consumer groups")

@@ -15,7 +15,7 @@ from .api import agencies, applications, ledger, programmes, redemptions, vouche
 from .config import Settings
 from .events.consumed import subscriptions
 from .events.published import TOPICS
-from .service_layer.expiry import run_periodically
+from .service_layer.expiry import check_periodically, run_periodically
 from .store.tables import metadata
 
 SERVICE = "vouchers"
@@ -23,19 +23,27 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def _start_sweeper(app: FastAPI, settings: Settings) -> None:
-    if settings.expiry_sweep_interval_s <= 0 or getattr(app.state, "sweeper", None) is not None:
+    """Background work: the expiry sweep and the monitoring ledger check."""
+    if getattr(app.state, "sweeper", None):
         return
-    app.state.sweeper = asyncio.get_running_loop().create_task(
-        run_periodically(app.state.runtime, settings.expiry_sweep_interval_s), name="vouchers-expiry")
+    loop = asyncio.get_running_loop()
+    runtime = app.state.runtime
+    tasks = []
+    if settings.expiry_sweep_interval_s > 0:
+        tasks.append(loop.create_task(run_periodically(runtime, settings.expiry_sweep_interval_s),
+                                      name="vouchers-expiry"))
+    if settings.ledger_check_interval_s > 0:
+        tasks.append(loop.create_task(check_periodically(runtime, settings.ledger_check_interval_s),
+                                      name="vouchers-ledger-check"))
+    app.state.sweeper = tasks
 
 
 async def _stop_sweeper(app: FastAPI) -> None:
-    task = getattr(app.state, "sweeper", None)
-    if task is not None:
+    for task in getattr(app.state, "sweeper", None) or []:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-        app.state.sweeper = None
+    app.state.sweeper = None
 
 
 def _configure(settings: Settings):

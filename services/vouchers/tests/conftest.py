@@ -128,7 +128,7 @@ class Api:
 
 def settings_for(url: str, kafka: str, **over) -> Settings:
     # A consumer group prefix per app, so offsets of one test never hide events from another.
-    values = dict(database_url=url, kafka_bootstrap_servers=kafka, expiry_sweep_interval_s=0,
+    values = dict(database_url=url, kafka_bootstrap_servers=kafka, expiry_sweep_interval_s=0, ledger_check_interval_s=0,
                   environment="test", database_pool_size=20,
                   consumer_group_prefix=f"vouchers-test-{uuid.uuid4().hex[:8]}")
     values.update(over)

@@ -212,6 +212,7 @@ async def test_the_journal_is_append_only_and_tampering_is_detected(api):
     await api.register_org("ent-t")
     await api.issued_voucher(p["id"], "ent-t", 10_000)
     assert (await api.check())["ok"]
+    assert 'techbridge_ledger_check_ok{service="vouchers"} 1.0' in (await api.client.get("/metrics")).text
     engine = api.runtime.db.engine
     # The database itself refuses edits of the journal.
     with pytest.raises(Exception, match="append-only"):
@@ -228,3 +229,6 @@ async def test_the_journal_is_append_only_and_tampering_is_detected(api):
     check = await api.check()
     assert not check["ok"]
     assert any("altered" in p for p in check["problems"])
+    # Monitoring sees it too (the alert fires on 0).
+    metrics = (await api.client.get("/metrics")).text
+    assert 'techbridge_ledger_check_ok{service="vouchers"} 0.0' in metrics

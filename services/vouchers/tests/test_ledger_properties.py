@@ -265,7 +265,7 @@ class VoucherBook(RuleBasedStateMachine):
 
 TestVoucherBook = VoucherBook.TestCase
 TestVoucherBook.settings = settings(
-    max_examples=1000, stateful_step_count=20, deadline=None,
+    max_examples=1000, stateful_step_count=20, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 

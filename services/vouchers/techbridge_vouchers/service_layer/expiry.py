@@ -45,3 +45,23 @@ async def run_periodically(runtime: ServiceRuntime, interval_s: float) -> None:
             raise
         except Exception:
             log.exception("expiry sweep failed; retrying at the next interval")
+
+
+async def check_periodically(runtime: ServiceRuntime, interval_s: float, first_delay_s: float = 5.0) -> None:
+    """Run the whole-ledger check on a schedule so the monitoring always has a fresh verdict."""
+    from . import ledger
+    delay = first_delay_s
+    while True:
+        await asyncio.sleep(delay)
+        delay = interval_s
+        if not runtime.started:
+            delay = first_delay_s
+            continue
+        try:
+            report = await read(runtime, lambda repo: ledger.check(repo))
+            if not report.ok:
+                log.error("ledger check FAILED: %d problems, first: %s", len(report.problems), report.problems[0])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("ledger check could not run; retrying at the next interval")

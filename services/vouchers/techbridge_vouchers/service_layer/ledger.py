@@ -6,18 +6,22 @@ import csv
 import io
 from collections.abc import AsyncIterator
 
+from .. import metrics
 from ..domain.ledger import AccountKind, LedgerReport, check_ledger
 from ..store.repository import Repository
 from .common import Actor, not_found
 
 
 async def check(repo: Repository, programme_id: str | None = None) -> LedgerReport:
-    """Replay the journal and compare it with every stored balance and chain head."""
-    return check_ledger(
+    """Replay the journal and compare it with every stored balance and chain head; the verdict
+    is exported as `techbridge_ledger_check_ok`."""
+    report = check_ledger(
         await repo.stored_entries(programme_id=programme_id),
         await repo.stored_accounts(programme_id=programme_id),
         await repo.chain_heads(programme_id=programme_id),
     )
+    metrics.observe(report, programme_scoped=programme_id is not None)
+    return report
 
 
 async def statement(repo: Repository, *, account_ids: list[str], limit: int, after_seq: int | None,

@@ -100,5 +100,7 @@ async def dashboard(repo: Repository, programme_id: str) -> dict:
     p = await get(repo, programme_id)
     report = check_ledger(await repo.stored_entries(programme_id=p.id), await repo.stored_accounts(programme_id=p.id),
                           await repo.chain_heads(programme_id=p.id))
+    from .. import metrics
+    metrics.observe(report, programme_scoped=True)
     f = next((x for x in report.programmes if x.programme_id == p.id), None)
     return {"programme": p, "figures": f, "ok": report.ok, "problems": report.problems}
