@@ -580,7 +580,7 @@ async def government(request: Request, api: Api = Depends(api_of)) -> Response:
                                           page.t("no_data"))),
         field_svg=Markup(charts.bar_chart(page.t("transfers_by_field"), charts.count_by(fields),
                                           [page.t("transfers")], count_fmt, page.t("no_data"))),
-        feed_types=FEED_TYPES)
+        feed_types=FEED_TYPES, modes={m: page.label("transfer_mode", m) for m in MODES})
 
 
 @router.get("/government/feed")

@@ -5,6 +5,7 @@
   var list = document.getElementById("feed");
   if (!list || !window.EventSource) { return; }
   var labels = JSON.parse(list.dataset.labels || "{}");
+  var modes = JSON.parse(list.dataset.modes || "{}");
   var state = document.getElementById("feed-state");
   var waiting = document.getElementById("feed-waiting");
   var source = new EventSource(list.dataset.source);
@@ -27,7 +28,7 @@
     var what = document.createElement("b");
     what.textContent = labels[verb] || verb;
     var rest = document.createElement("span");
-    rest.textContent = " " + (d.transfer_id || ev.subject || "").slice(0, 8) + " " + (d.mode || "") + " " + money(d.price) +
+    rest.textContent = " " + (d.transfer_id || ev.subject || "").slice(0, 8) + " " + (modes[d.mode] || d.mode || "") + " " + money(d.price) +
       ((d.fields && d.fields.length) ? " · " + d.fields.join(", ") : "");
     li.appendChild(when); li.appendChild(document.createTextNode(" ")); li.appendChild(what); li.appendChild(rest);
     list.insertBefore(li, list.firstChild);
