@@ -232,3 +232,26 @@ async def test_the_journal_is_append_only_and_tampering_is_detected(api):
     # Monitoring sees it too (the alert fires on 0).
     metrics = (await api.client.get("/metrics")).text
     assert 'techbridge_ledger_check_ok{service="vouchers"} 0.0' in metrics
+
+
+async def test_lists_page_with_cursors(api):
+    ids = [(await api.open_programme(name=f"p{i}"))["id"] for i in range(3)]
+    await api.register_org("ent-p")
+    agency = await api.approved_agency(ids[0], "agency-p")
+    v = await api.issued_voucher(ids[0], "ent-p", 10_000)
+    for _ in range(3):
+        await api.ok("POST", "/redemptions", agency, json=api.redemption_body(v, 100, 1_000), status=201)
+    pages = {}
+    for path, expected in (("/programmes", 3), ("/redemptions", 3)):
+        seen, cursor = pages.setdefault(path, []), None
+        while True:
+            params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = await api.ok("GET", path, api.gov, key=None, params=params)
+            seen += [x["id"] for x in page["items"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        assert len(seen) == expected == len(set(seen)), (path, seen)
+    assert set(pages["/programmes"]) == set(ids)
+    r = await api.call("GET", "/redemptions", api.gov, params={"cursor": "not-a-cursor"})
+    assert r.status_code == 422

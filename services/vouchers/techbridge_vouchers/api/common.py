@@ -88,10 +88,12 @@ def after_key(cursor: dict | None) -> tuple[str, str] | None:
                                errors=[FieldError(field="query.cursor", message="foreign cursor")]) from None
 
 
-def page_of(items: list, limit: int, time_of: Callable[[Any], datetime], convert: Callable[[Any], Any]) -> dict:
+def page_of(items: list, limit: int, time_of: Callable[[Any], datetime], convert: Callable[[Any], Any],
+            id_of: Callable[[Any], str] = lambda item: item.id) -> dict:
     has_more = len(items) > limit
     items = items[:limit]
-    cursor = encode_cursor({"t": time_of(items[-1]).isoformat(), "id": items[-1].id}) if has_more and items else None
+    cursor = (encode_cursor({"t": time_of(items[-1]).isoformat(), "id": id_of(items[-1])})
+              if has_more and items else None)
     return {"items": [convert(i) for i in items], "next_cursor": cursor}
 
 

@@ -185,8 +185,7 @@ async def list_programmes(params: PageParams = Depends(page_params), identity: I
         ps = await repo.list_programmes(limit=params.limit, after=after_key(params.cursor))
         return [await cases.view(repo, p.id) for p in ps]
     views = await read(runtime, work)
-    return page_of(views, params.limit, lambda v: v.programme.created_at, present) if views else {"items": [],
-                                                                                                  "next_cursor": None}
+    return page_of(views, params.limit, lambda v: v.programme.created_at, present, id_of=lambda v: v.programme.id)
 
 
 @router.get("/{programme_id}", summary="One programme", responses=READ_ERRORS)
