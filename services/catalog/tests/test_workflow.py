@@ -126,6 +126,16 @@ async def test_concurrent_edit_is_detected(api):
     assert (await api.get(path, owner)).json()["trl"] == 4
     r = await api.patch(path, owner, json={"trl": 5})
     assert r.status_code == 428
+    tag = (await api.get(path, owner)).headers["ETag"]
+    r = await api.patch(path, owner, json={"colour": "red"}, headers={"If-Match": tag})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.colour"
+    r = await api.patch(path, owner, json={"trl": 12}, headers={"If-Match": tag})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.trl"
+    r = await api.patch(path, owner, json={"co_owners": [{"name": "x", "share_bp": 9000}]}, headers={"If-Match": tag})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "body.co_owners"
+    r = await api.patch(path, owner, json={"trl": 5}, headers={"If-Match": "yesterday"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "header.If-Match"
+    assert (await api.get(path, owner)).json()["trl"] == 4
 
 
 async def test_edit_of_a_published_listing_announces_only_public_changes(api, kafka_bootstrap):
