@@ -77,6 +77,13 @@ async def test_bad_demands_are_refused_naming_the_field(api):
     assert (await api.get("/demands", ENTERPRISE, params={"mine": "true"})).json()["items"] == []
 
 
+async def test_a_retried_demand_post_with_the_same_key_makes_one_draft(api):
+    first = await api.post("/demands", ENTERPRISE, json=demand_body(), headers={"Idempotency-Key": "d-1"})
+    again = await api.post("/demands", ENTERPRISE, json=demand_body(), headers={"Idempotency-Key": "d-1"})
+    assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
+    assert len((await api.get("/demands", ENTERPRISE, params={"mine": "true"})).json()["items"]) == 1
+
+
 async def test_only_enterprises_post_demands(api):
     assert (await api.post("/demands", UNIVERSITY, json=demand_body())).status_code == 403
     assert (await api.post("/demands", None, json=demand_body())).status_code == 401

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from techbridge_shared.errors import problem_responses
 from techbridge_shared.identity import Identity, require_identity, require_roles
+from techbridge_shared.idempotency import idempotency_key
 from techbridge_shared.pagination import Page, PageParams, encode_cursor, page_params
 from techbridge_shared.service import ServiceRuntime, runtime_of
 
@@ -16,7 +17,7 @@ from ..domain.matching import Hit
 from ..usecases import demands as uc
 from ..usecases.engine import MatchingEngine
 from .convert import demand_out, money
-from .deps import engine_of, now_of
+from .deps import engine_of, idempotent_write, now_of
 from .schemas import (
     AchievementMatch, AchievementMatches, CloseIn, DeclineIn, DeclineOut, DemandFields, DemandMatch, DemandMatches,
     DemandOut, Explanation, ProposalIn, ProposalOut,
@@ -35,12 +36,14 @@ def _fields(body: DemandFields) -> dict:
     )
 
 
-@router.post("/demands", status_code=201, response_model=DemandOut, responses=problem_responses(401, 403, 422))
-async def create_demand(body: DemandFields, identity: Identity = Depends(ENTERPRISE),
-                        runtime: ServiceRuntime = Depends(runtime_of), now: datetime = Depends(now_of)) -> DemandOut:
-    """Post a technology demand as a draft."""
-    async with runtime.unit_of_work() as uow:
-        return demand_out(await uc.create(uow, identity, _fields(body), now))
+@router.post("/demands", status_code=201, response_model=DemandOut, responses=problem_responses(401, 403, 409, 422))
+async def create_demand(body: DemandFields, request: Request, identity: Identity = Depends(ENTERPRISE),
+                        key: str | None = Depends(idempotency_key), runtime: ServiceRuntime = Depends(runtime_of),
+                        now: datetime = Depends(now_of)):
+    """Post a technology demand as a draft (`Idempotency-Key` makes a retry return the same draft)."""
+    async def action(uow):
+        return demand_out(await uc.create(uow, identity, _fields(body), now)).model_dump(mode="json")
+    return await idempotent_write(request, runtime, identity, key, body.model_dump(mode="json"), action, 201)
 
 
 @router.get("/demands", response_model=Page[DemandOut], responses=problem_responses(401, 422))
@@ -94,11 +97,14 @@ for _action, _summary in (("publish", "Publish a draft: it becomes visible and m
 
 @router.post("/demands/{demand_id}/proposals", status_code=201, response_model=ProposalOut,
              responses=problem_responses(401, 403, 404, 409, 422))
-async def propose(demand_id: str, body: ProposalIn, identity: Identity = Depends(require_roles("institution", "agency")),
-                  runtime: ServiceRuntime = Depends(runtime_of), now: datetime = Depends(now_of)) -> ProposalOut:
-    """Answer a published demand with one or more achievements."""
-    async with runtime.unit_of_work() as uow:
-        return ProposalOut(**await uc.propose(uow, identity, demand_id, body.achievement_ids, body.message, now))
+async def propose(demand_id: str, body: ProposalIn, request: Request,
+                  identity: Identity = Depends(require_roles("institution", "agency")),
+                  key: str | None = Depends(idempotency_key), runtime: ServiceRuntime = Depends(runtime_of),
+                  now: datetime = Depends(now_of)):
+    """Answer a published demand with one or more achievements (`Idempotency-Key` accepted)."""
+    async def action(uow):
+        return ProposalOut(**await uc.propose(uow, identity, demand_id, body.achievement_ids, body.message, now)).model_dump(mode="json")
+    return await idempotent_write(request, runtime, identity, key, body.model_dump(mode="json"), action, 201)
 
 
 @router.get("/demands/{demand_id}/proposals", response_model=list[ProposalOut], responses=problem_responses(401, 404))

@@ -39,8 +39,7 @@ async def create(uow: UnitOfWork, identity: Identity, fields: dict, now: datetim
     rules.check_budget(d.budget)
     rules.check_deadline(d.deadline, now.date())
     await repo.add_demand(uow.session, d)
-    await uow.commit()
-    return d
+    return d  # the caller commits (with its idempotency record)
 
 
 async def update(uow: UnitOfWork, identity: Identity, demand_id: str, fields: dict, now: datetime) -> Demand:
@@ -111,8 +110,7 @@ async def propose(uow: UnitOfWork, identity: Identity, demand_id: str, achieveme
     values = dict(id=str(uuid.uuid4()), demand_id=d.id, proposer_org_id=identity.org, achievement_ids=achievement_ids,
                   message=message, status="submitted", created_at=now)
     await repo.add_proposal(uow.session, values)
-    await uow.commit()
-    return values
+    return values  # the caller commits (with its idempotency record)
 
 
 async def proposals(uow: UnitOfWork, identity: Identity, demand_id: str) -> list:
