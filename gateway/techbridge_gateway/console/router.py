@@ -556,7 +556,7 @@ async def government(request: Request, api: Api = Depends(api_of)) -> Response:
     yuan = lambda v: f"¥{v:,.0f}"  # noqa: E731
     budget_svg = charts.bar_chart(page.t("budget_chart"), rows,
                                   [page.t("budget"), page.t("issued"), page.t("settled")], fmt=yuan,
-                                  empty=page.t("no_data"), width=640)
+                                  empty=page.t("no_data"), width=480)
     transfers = (await api.get("/api/v1/matching/transfers", limit=100))["items"]
     live = [x for x in transfers if x["status"] != "cancelled"]
     modes = charts.count_by(page.label("transfer_mode", x["current_offer"]["mode"]) for x in live)
