@@ -22,8 +22,7 @@ import random
 import statistics
 import sys
 import time
-import uuid
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import numpy as np

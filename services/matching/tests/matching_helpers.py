@@ -115,7 +115,7 @@ class Api:
 
     async def apply(self, event: CloudEvent) -> None:
         """Apply a recorded catalog event through the service's own handler and unit of work."""
-        runtime, indexer = self.app.state.runtime, self.app.state.indexer
+        runtime = self.app.state.runtime
         sub = runtime.spec.subscriptions[0]
         async with runtime.unit_of_work() as uow:
             await sub.handlers[event.type](uow, event)

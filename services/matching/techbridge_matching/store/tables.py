@@ -1,8 +1,8 @@
 """Matching's own tables. JSON columns hold small lists (codes, modes); money is integer minor units."""
 
 from sqlalchemy import (
-    JSON, BigInteger, Boolean, Column, Date, DateTime, Float, Index, Integer, LargeBinary, MetaData, String, Table,
-    Text, UniqueConstraint,
+    JSON, BigInteger, Boolean, Column, Date, DateTime, Float, Integer, LargeBinary, MetaData, String, Table,
+    Text,
 )
 
 from techbridge_shared.idempotency import add_idempotency_table
