@@ -246,10 +246,17 @@ def test_agency_requests_a_redemption_and_a_refusal_is_explained(platform, brows
 
 
 def test_government_dashboard_charts_and_live_transfer_feed(platform, browser):
+    # A service delivered and confirmed: ¥10,000 of the voucher is settled.
+    r = platform.call("agency", "POST", "/api/v1/vouchers/redemptions", json={
+        "voucher_id": platform.voucher, "enterprise_org_id": platform.people["enterprise"].org_id,
+        "amount": {"amount": 10_000_00, "currency": "CNY"}, "invoice_amount": {"amount": 40_000_00, "currency": "CNY"},
+        "invoice_ref": "HT-2026-GOV", "category": "technology_transfer"})
+    platform.call("enterprise", "POST", f"/api/v1/vouchers/redemptions/{r['id']}/settle")
     page = new_page(browser)
     sign_in(page, platform, "government")
     assert page.locator("#programmes .kpi-group").count() == 1
-    assert "¥1,000,000.00" in page.locator("#programmes").inner_text()
+    kpis = page.locator("#programmes dl.kpi dd").all_inner_texts()
+    assert kpis == ["¥1,000,000.00", "¥50,000.00", "¥10,000.00", "¥950,000.00"]  # budget, issued, settled, remaining
     assert page.locator("#chart-budget svg rect").count() >= 3
     page.wait_for_function("document.getElementById('feed-state').className.includes('on')")
 

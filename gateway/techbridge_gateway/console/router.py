@@ -393,8 +393,10 @@ async def _enterprise_page(page: Page, api: Api, *, values=None, errors=None, er
         wallet = (await api.get("/api/v1/vouchers/vouchers", limit=50))["items"]
     except ApiError as exc:
         wallet_error = exc
+    values = values or {"transfer_modes": []}
+    values.setdefault("idempotency_key", str(uuid.uuid4()))
     return page.render("enterprise.html", status=status, demands=demands, wallet=wallet, wallet_error=wallet_error,
-                       values=values or {"transfer_modes": []}, errors=errors or {}, error=error)
+                       values=values, errors=errors or {}, error=error)
 
 
 @router.get("/enterprise")
@@ -410,6 +412,7 @@ async def post_demand(request: Request, api: Api = Depends(api_of)) -> Response:
     values = {k: str(form.get(k, "")) for k in ("title", "problem", "keywords", "ipc_codes", "budget_max",
                                                  "deadline", "min_trl", "region")}
     values["transfer_modes"] = [str(m) for m in form.getlist("transfer_modes")]
+    values["idempotency_key"] = str(form.get("idempotency_key", "")) or str(uuid.uuid4())
     errors: dict[str, str] = {}
     body: dict[str, Any] = {"title": values["title"].strip(), "problem": values["problem"].strip(),
                             "keywords": split_list(values["keywords"]), "ipc_codes": split_list(values["ipc_codes"]),
@@ -425,11 +428,15 @@ async def post_demand(request: Request, api: Api = Depends(api_of)) -> Response:
         return await _enterprise_page(page, api, values=values, errors=errors, status=422,
                                       error=ApiError(422, {"detail": page.t("fix_fields")}))
     try:
-        demand = await api.post("/api/v1/matching/demands", body)
-        await api.post(f"/api/v1/matching/demands/{demand['id']}/publish", None)
+        # The key was fixed when the form was shown: sending the form twice makes one demand.
+        demand = await api.post("/api/v1/matching/demands", body,
+                                headers={"Idempotency-Key": values["idempotency_key"]})
+        if demand["status"] == "draft":
+            await api.post(f"/api/v1/matching/demands/{demand['id']}/publish", None)
     except ApiError as exc:
         if exc.status not in (409, 422):
             raise
+        values.pop("idempotency_key")
         return await _enterprise_page(page, api, values=values, errors=exc.field_errors(), error=exc,
                                       status=exc.status)
     return back_to(f"{PREFIX}/enterprise/demands/{demand['id']}", "demand_posted")
