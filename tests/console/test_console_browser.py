@@ -289,7 +289,9 @@ def test_pages_of_another_role_and_an_ended_session_say_so(platform, browser):
     page.goto(platform.url + "/console/government")
     assert page.locator("#problem").is_visible()
     assert "403" in page.locator("#problem").inner_text()
-    page.context.clear_cookies()
+    # A token the gateway no longer accepts (here: one whose signature does not verify).
+    cookie = next(c for c in page.context.cookies() if c["name"] == "tb_console")
+    page.context.add_cookies([{**cookie, "value": cookie["value"][:-4] + "AAAA"}])
     page.goto(platform.url + "/console/agency")
     assert page.url.endswith("/console/login?expired=1")
     assert page.locator(".flash.warn").inner_text() == "登录已过期，请重新登录。"

@@ -95,3 +95,22 @@ def test_empty_chart_says_so_and_counts_are_ordered():
     assert charts.count_by(["b", "a", "b", "c"]) == [("b", [2.0]), ("a", [1.0]), ("c", [1.0])]
     assert charts.by_month(["2026-03-01T00:00:00Z", None, "2026-01-05T00:00:00Z", "2026-03-09T00:00:00Z"]) == [
         ("2026-01", [1.0]), ("2026-03", [2.0])]
+
+
+def test_pages_without_a_session_and_odd_links_answer_sensibly():
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from techbridge_gateway.console import router
+
+    app = FastAPI()
+    app.include_router(router)
+    client = TestClient(app)
+    r = client.get("/console/institution", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/console/login"
+    page = client.get("/console/login?done=Your+account+was+closed&lang=en").text
+    assert "Your account was closed" not in page and "Sign in" in page
+    r = client.get("/console/lang/en?next=//evil.example/", follow_redirects=False)
+    assert r.headers["location"] == "/console" and "tb_lang=en" in r.headers["set-cookie"]
+    assert client.get("/console/static/../router.py").status_code == 404
+    assert client.get("/console/static/console.css").headers["content-type"].startswith("text/css")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal, InvalidOperation
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -35,6 +37,7 @@ from . import charts, i18n
 from .api import Api, ApiError, stream
 
 HERE = Path(__file__).resolve().parent
+log = logging.getLogger(__name__)
 TOKEN_COOKIE = "tb_console"
 LANG_COOKIE = "tb_lang"
 PREFIX = "/console"
@@ -126,11 +129,16 @@ class Page:
         zh, en = item.get("abstract_zh") or "", item.get("abstract_en") or ""
         return (zh or en) if self.lang == "zh" else (en or zh)
 
+    def _done(self) -> str | None:
+        """The confirmation named in ?done=, only if it is one of ours (no text injected by a link)."""
+        done = self.request.query_params.get("done")
+        return done if done in i18n.TEXT else None
+
     def render(self, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         html = env.get_template(template).render(
             p=self, t=self.t, label=self.label, money=self.money, path=self.request.url.path,
             here=str(self.request.url.path) + (("?" + self.request.url.query) if self.request.url.query else ""),
-            home=home_for(self.roles), done=self.request.query_params.get("done"), **ctx)
+            home=home_for(self.roles), done=self._done(), **ctx)
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 
@@ -151,8 +159,14 @@ class ConsoleRoute(APIRoute):
                 return await handler(request)
             except ApiError as exc:
                 if exc.status == 401:
-                    return sign_in_redirect(expired=True)
+                    return sign_in_redirect(expired=exc.code != "not_signed_in")
                 return Page(request).render("error.html", status=exc.status, error=exc)
+            except (HTTPException, RequestValidationError):
+                raise
+            except Exception:  # an answer the page did not expect: say so, keep the details in the log
+                log.exception("console page %s failed", request.url.path)
+                return Page(request).render("error.html", status=500, error=ApiError(500, {
+                    "detail": "unexpected answer; the details are in the gateway's log", "code": "console_error"}))
         return route
 
 
@@ -170,7 +184,7 @@ async def api_of(request: Request) -> AsyncIterator[Api]:
 def signed_in(request: Request, *roles: str) -> Page:
     page = Page(request)
     if not page.token:
-        raise ApiError(401, {"detail": "not signed in"})
+        raise ApiError(401, {"detail": "not signed in", "code": "not_signed_in"})
     if roles and not set(roles + ("admin",)) & set(page.roles):
         raise ApiError(403, {"detail": page.t("not_allowed")})
     return page
