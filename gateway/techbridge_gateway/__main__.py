@@ -1,4 +1,6 @@
-from .main import serve
+from techbridge_shared.service import run_service
+
+from .main import build_spec
 
 if __name__ == "__main__":
-    serve()
+    run_service(build_spec)

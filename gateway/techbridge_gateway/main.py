@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from techbridge_shared.service import ServiceRuntime, ServiceSpec, create_app as create_service_app
+from techbridge_shared.service import ServiceSpec, create_app as create_service_app
 from techbridge_shared.settings import load_settings
 
 from .api import auth as auth_api
@@ -55,6 +55,7 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
         routers=[auth_api.router, clients_api.router, clients_api.users_router, subscriptions_api.router,
                  events_api.router, console_router],
         subscriptions=[event_subscription(ctx)],
+        lifespan_hooks=(run_parts,),
     )
     spec.configure_app = lambda app: _configure(app, ctx)
     return spec
@@ -82,6 +83,16 @@ class GatewayParts:
         await self.webhooks.stop()
         await self.openapi.stop()
         await self.forwarder.aclose()
+
+
+@contextlib.asynccontextmanager
+async def run_parts(app: FastAPI):
+    parts: GatewayParts = app.state.parts
+    await parts.start()
+    try:
+        yield
+    finally:
+        await parts.stop()
 
 
 def dev_clients_path(settings: Settings) -> Path:
@@ -135,57 +146,7 @@ def _configure(app: FastAPI, ctx: GatewayContext) -> None:
     async def openapi_status() -> JSONResponse:
         return JSONResponse({"unavailable": sorted(parts.openapi.unavailable)})
 
-    original = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a: FastAPI):
-        async with original(a) as state:
-            await parts.start()
-            try:
-                yield state
-            finally:
-                await parts.stop()
-
-    app.router.lifespan_context = lifespan
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(build_spec(settings))
-
-
-def serve(settings: Settings | None = None) -> None:
-    """Like the shared `run_service`, with the app's lifespan on so the gateway's parts run."""
-    import asyncio
-    import sys
-
-    import uvicorn
-
-    from techbridge_shared.logs import configure_logging
-    from techbridge_shared.settings import ConfigurationError
-
-    try:
-        spec = build_spec(settings)
-    except ConfigurationError as exc:
-        print(f"gateway: cannot start: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure_logging(spec.name, spec.settings.log_level)
-
-    async def run() -> int:
-        runtime = ServiceRuntime(spec)
-        try:
-            await runtime.start()
-        except ConfigurationError as exc:
-            print(f"gateway: cannot start: {exc}", file=sys.stderr)
-            return 2
-        app = create_service_app(spec, runtime)
-        config = uvicorn.Config(
-            app, host=spec.settings.host, port=spec.settings.port, lifespan="on",
-            log_config=None, access_log=False, timeout_graceful_shutdown=10,
-        )
-        try:
-            await uvicorn.Server(config).serve()
-        finally:
-            await runtime.stop()
-        return 0
-
-    raise SystemExit(asyncio.run(run()))

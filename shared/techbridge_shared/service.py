@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +54,9 @@ class ServiceSpec:
     publishes: Sequence[str] = ()  # topic names this service writes to
     subscriptions: Sequence[Subscription] = ()
     configure_app: Callable[[FastAPI], None] | None = None  # extra routes, middleware, state
+    # Entered while the app lives, after the runtime started (background loops, client
+    # pools, workers); exited in reverse order before it stops.
+    lifespan_hooks: Sequence[Callable[[FastAPI], contextlib.AbstractAsyncContextManager]] = ()
 
     @property
     def outbox(self) -> Table:
@@ -209,11 +212,14 @@ def create_app(spec: ServiceSpec, runtime: ServiceRuntime | None = None) -> Fast
     runtime = runtime or ServiceRuntime(spec)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(app: FastAPI):
         owned = not runtime.started
         await runtime.start()
         try:
-            yield
+            async with contextlib.AsyncExitStack() as hooks:
+                for hook in spec.lifespan_hooks:
+                    await hooks.enter_async_context(hook(app))
+                yield
         finally:
             if owned:
                 await runtime.stop()
@@ -284,8 +290,10 @@ def run_service(build_spec: Callable[[], ServiceSpec]) -> None:
             print(f"{spec.name}: cannot start: {exc}", file=sys.stderr)
             return 2
         app = create_app(spec, runtime)
+        # The runtime is already up (so a bad setting is one line, not a traceback); the
+        # app's lifespan still runs the service's own hooks.
         config = uvicorn.Config(
-            app, host=spec.settings.host, port=spec.settings.port, lifespan="off",
+            app, host=spec.settings.host, port=spec.settings.port, lifespan="on",
             log_config=None, access_log=False, timeout_graceful_shutdown=10,
         )
         try:
@@ -295,3 +303,19 @@ def run_service(build_spec: Callable[[], ServiceSpec]) -> None:
         return 0
 
     raise SystemExit(asyncio.run(serve()))
+
+
+def background_loop(name: str, loop: Callable[[ServiceRuntime], Awaitable[None]]):
+    """A lifespan hook running `loop(runtime)` as a task for as long as the app lives."""
+
+    @contextlib.asynccontextmanager
+    async def hook(app: FastAPI):
+        task = asyncio.create_task(loop(app.state.runtime), name=name)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    return hook

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from techbridge_shared.service import ServiceRuntime, ServiceSpec
+from techbridge_shared.service import ServiceRuntime, ServiceSpec, background_loop
 from techbridge_shared.service import create_app as create_service_app
 from techbridge_shared.settings import load_settings
 
@@ -47,6 +46,7 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
         publishes=PUBLISHES,
         subscriptions=subscriptions(settings.consumer_group_prefix),
         configure_app=configure,
+        lifespan_hooks=(background_loop("catalog-expiry", expiry_loop),),
     )
 
 
@@ -69,26 +69,5 @@ async def expiry_loop(runtime: ServiceRuntime) -> None:
         await asyncio.sleep(interval)
 
 
-@contextlib.asynccontextmanager
-async def background(runtime: ServiceRuntime):
-    task = asyncio.create_task(expiry_loop(runtime), name="catalog-expiry")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-
-
 def create_app(settings: Settings | None = None, runtime: ServiceRuntime | None = None) -> FastAPI:
-    spec = build_spec(settings)
-    app = create_service_app(spec, runtime)
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a: FastAPI):
-        async with inner(a), background(a.state.runtime):
-            yield
-
-    app.router.lifespan_context = lifespan
-    return app
+    return create_service_app(build_spec(settings), runtime)

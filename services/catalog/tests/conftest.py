@@ -3,17 +3,13 @@ broker, callers with signed identities, and readers of the published events."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:
@@ -56,48 +52,3 @@ async def module_api(request, kafka_bootstrap, tmp_path_factory, pg_url_factory)
     url = f"sqlite+aiosqlite:///{tmp / 'store.db'}" if request.param == "sqlite" else pg_url_factory("catalog")
     async with running_catalog(url, kafka_bootstrap, tmp) as a:
         yield a
-
-
-async def read_events(bootstrap: str, topic: str, subjects: set[str], want: int, timeout: float = 30) -> list[dict]:
-    """Events on `topic` about `subjects`, in log order, once `want` of them arrived (or timeout)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    found: list[dict] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(found) < want and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
-            for recs in batch.values():
-                for r in recs:
-                    body = json.loads(r.value)
-                    if body.get("subject") in subjects:
-                        body["_key"] = r.key.decode() if r.key else None
-                        body["_headers"] = {k: v.decode() for k, v in r.headers}
-                        found.append(body)
-    finally:
-        await consumer.stop()
-    return found
-
-
-async def produce(bootstrap: str, topic: str, events: list) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    try:
-        for e in events:
-            await producer.send_and_wait(topic, value=e.to_json(), key=e.subject.encode(),
-                                         headers=[("content-type", b"application/cloudevents+json")])
-    finally:
-        await producer.stop()
-
-
-async def eventually(check, timeout: float = 30, interval: float = 0.2):
-    """Poll an async check until it returns a truthy value; fail with its last value."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 from catalog_helpers import who
-from conftest import eventually, produce, read_events
+from catalog_helpers import eventually, produce, read_events
 
 from techbridge_shared.envelope import CloudEvent
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from catalog_helpers import achievement, credit_code, who
-from conftest import read_events
+from catalog_helpers import read_events
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 from catalog_helpers import achievement, credit_code, who
-from conftest import read_events
+from catalog_helpers import read_events
 
 from techbridge_shared.identity import identity_headers
 from techbridge_shared.settings import DEV_SECRET_PREFIX

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from catalog_helpers import who
-from conftest import read_events
+from catalog_helpers import read_events
 
 pytestmark = pytest.mark.timeout(120)
 
