@@ -191,6 +191,15 @@ def test_enterprise_posts_a_demand_searches_in_both_languages_and_sees_its_walle
     page.wait_for_url(re.compile(r"/console/enterprise/demands/[0-9a-f-]+\?done=demand_posted"))
     platform.until("the new demand has matches", lambda: page.reload() and page.locator("#matches li").count() > 0)
     assert "Ceramic coating for battery separators" in page.locator("#matches li").first.inner_text()
+    # Turning a suggestion down, with a reason, is remembered on the page.
+    sensor = page.locator(f"#matches li[data-achievement='{platform.sensor}']")
+    sensor.locator("select[name=reason]").select_option("not_relevant")
+    sensor.locator("input[name=note]").fill("我们不做传感器")
+    sensor.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"done=declined_ok"))
+    declined = page.locator(f"#declined li[data-achievement='{platform.sensor}']")
+    text = declined.inner_text()
+    assert "柔性压力传感器" in text and "不相关" in text and "我们不做传感器" in text
     shot(page, "enterprise-demand-matches")
 
     page.click("a[href='/console/enterprise/catalogue']")

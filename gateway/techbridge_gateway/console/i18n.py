@@ -80,6 +80,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "publish": ("发布", "Publish"),
     "demand_posted": ("需求已发布。", "Demand published."),
     "matches": ("匹配成果", "Matching achievements"),
+    "decline": ("不感兴趣", "Decline"),
+    "declined": ("已拒绝", "Declined"),
+    "declined_ok": ("已记录拒绝原因，之后的推荐会参考它。", "Declined; later suggestions take the reason into account."),
+    "note": ("备注", "Note"),
     "catalogue": ("成果库", "Catalogue"),
     "query": ("关键词（中文或英文）", "Words (Chinese or English)"),
     "trl_min": ("成熟度不低于", "TRL at least"),
@@ -154,7 +158,11 @@ LABELS: dict[str, dict[str, tuple[str, str]]] = {
         "cancelled": ("已取消", "Cancelled"),
     },
 }
-LABELS["ip_type_facet"] = LABELS["ip_type"]
+LABELS["decline_reason"] = {
+    "not_relevant": ("不相关", "Not relevant"), "trl_too_low": ("成熟度不够", "Readiness too low"),
+    "price": ("价格不合适", "Price"), "ip_status": ("知识产权状态", "IP status"), "timing": ("时机不合适", "Timing"),
+    "already_solved": ("问题已解决", "Already solved"), "region": ("地区不合适", "Region"), "other": ("其他", "Other"),
+}
 
 
 def t(lang: str, key: str) -> str:

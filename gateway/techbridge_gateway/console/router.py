@@ -48,6 +48,7 @@ ACHIEVEMENT_STATES = ["draft", "submitted", "returned", "rejected", "published",
                       "transferred", "withdrawn", "expired"]
 IP_TYPES = list(i18n.LABELS["ip_type"])
 MODES = list(i18n.LABELS["transfer_mode"])
+DECLINE_REASONS = ["not_relevant", "trl_too_low", "price", "ip_status", "timing", "already_solved", "region", "other"]
 FEED_TYPES = ["proposed", "offer-made", "signed", "completed", "cancelled"]
 
 env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
@@ -456,16 +457,42 @@ async def post_demand(request: Request, api: Api = Depends(api_of)) -> Response:
     return back_to(f"{PREFIX}/enterprise/demands/{demand['id']}", "demand_posted")
 
 
+async def _demand_page(page: Page, api: Api, demand_id: str, *, error=None, status: int = 200) -> Response:
+    item = await api.get(f"/api/v1/matching/demands/{demand_id}")
+    matches, matches_error, declined = [], None, {}
+    try:
+        matches = (await api.get(f"/api/v1/matching/demands/{demand_id}/matches", limit=10))["items"]
+        declined = {d["achievement_id"]: d for d in await api.get(f"/api/v1/matching/demands/{demand_id}/declines")}
+    except ApiError as exc:
+        matches_error = exc
+    for aid, d in list(declined.items())[:20]:  # declined ones leave the ranking; name them from the catalogue
+        try:
+            d["title"] = page.title_of(await api.get(f"/api/v1/catalog/achievements/{aid}"))
+        except ApiError:
+            d["title"] = aid[:8]
+    return page.render("demand.html", status=status, item=item, matches=matches, matches_error=matches_error,
+                       declined=declined, reasons=DECLINE_REASONS, error=error)
+
+
 @router.get("/enterprise/demands/{demand_id}")
 async def demand(demand_id: str, request: Request, api: Api = Depends(api_of)) -> Response:
     page = signed_in(request, "enterprise")
-    item = await api.get(f"/api/v1/matching/demands/{demand_id}")
-    matches, matches_error = [], None
+    return await _demand_page(page, api, demand_id)
+
+
+@router.post("/enterprise/demands/{demand_id}/declines")
+async def decline_match(demand_id: str, request: Request, api: Api = Depends(api_of)) -> Response:
+    page = signed_in(request, "enterprise")
+    form = await request.form()
+    body = {"achievement_id": str(form.get("achievement_id", "")), "reason": str(form.get("reason", "")),
+            "note": str(form.get("note", "")).strip() or None}
     try:
-        matches = (await api.get(f"/api/v1/matching/demands/{demand_id}/matches", limit=10))["items"]
+        await api.post(f"/api/v1/matching/demands/{demand_id}/declines", body)
     except ApiError as exc:
-        matches_error = exc
-    return page.render("demand.html", item=item, matches=matches, matches_error=matches_error)
+        if exc.status not in (409, 422):
+            raise
+        return await _demand_page(page, api, demand_id, error=exc, status=exc.status)
+    return back_to(f"{PREFIX}/enterprise/demands/{demand_id}", "declined_ok")
 
 
 SEARCH_KEYS = ("q", "trl_min", "price_max", "region")
