@@ -219,13 +219,14 @@ class Api:
     def call(self, method: str, path: str, *, ok=(200, 201), key: str | None = None, retry_s: float = 0,
              **kw) -> httpx.Response:
         deadline = time.monotonic() + retry_s
+        busy_until = time.monotonic() + 120  # a service restarting or a rate limit: wait, but not forever
         while True:
             headers = {"Authorization": f"Bearer {self.token()}", **kw.pop("headers", {})}
             if key:
                 headers["Idempotency-Key"] = key
             r = self.http.request(method, path, headers=headers, **kw)
             if r.status_code == 429 or r.status_code >= 500 or (retry_s and r.status_code not in ok):
-                if time.monotonic() < deadline or r.status_code in (429, 503):
+                if time.monotonic() < deadline or (r.status_code in (429, 503) and time.monotonic() < busy_until):
                     time.sleep(float(r.headers.get("Retry-After", "0.5") or 0.5))
                     continue
             if r.status_code not in ok:
@@ -346,7 +347,7 @@ class Seeder:
 
         # A voucher programme, an approved agency and a voucher for the first enterprise.
         programmes = {p["name"]: p for p in gov.pages("/api/v1/vouchers/programmes", {})}
-        name = "浦东科技创新券 2026 / Pudong innovation vouchers 2026"
+        name = "浦东科技创新券（示范） / Pudong innovation vouchers (demo)"
         p = programmes.get(name)
         if p is None:
             now = datetime.now(UTC)
@@ -406,6 +407,19 @@ class Seeder:
         return self.counts
 
 
+def wait_ready(url: str, timeout: float, need_dev_clients: bool) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health/ready", timeout=3).status_code == 200 and (
+                    not need_dev_clients or (DATA / "dev-clients.json").exists()):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"seed: the platform at {url} was not ready within {timeout:.0f}s")
+
+
 def admin_from(args) -> tuple[str, str]:
     if args.admin_id and args.admin_secret:
         return args.admin_id, args.admin_secret
@@ -426,7 +440,11 @@ def main() -> int:
     parser.add_argument("--achievements", type=int, default=320)
     parser.add_argument("--clients-file", type=Path, default=DATA / "seed-clients.json")
     parser.add_argument("--if-empty", action="store_true", help="do nothing if any organisation is registered")
+    parser.add_argument("--wait", type=float, default=0, metavar="S",
+                        help="wait up to S seconds for the platform to be ready (for `make run`)")
     args = parser.parse_args()
+    if args.wait:
+        wait_ready(args.url, args.wait, need_dev_clients=not (args.admin_id or os.environ.get("SEED_ADMIN_CLIENT_ID")))
     admin = Api(args.url, *admin_from(args))
     if args.if_empty and admin.get("/api/v1/catalog/organisations", params={"limit": 1})["items"]:
         print("seed: the platform already has data; nothing to do")

@@ -35,7 +35,7 @@ def test_seed_loads_a_demo_world_once(platform, admin, tmp_path):
     demands = admin.ok("GET", "/api/v1/matching/demands", params={"limit": 100})["items"]
     assert sum(1 for d in demands if "/" in d["title"]) >= 8
     programmes = admin.ok("GET", "/api/v1/vouchers/programmes", params={"limit": 100})["items"]
-    assert [p["name"] for p in programmes].count("浦东科技创新券 2026 / Pudong innovation vouchers 2026") == 1
+    assert [p["name"] for p in programmes].count("浦东科技创新券（示范） / Pudong innovation vouchers (demo)") == 1
     deals = admin.ok("GET", "/api/v1/matching/transfers", params={"limit": 100})
     deals = deals["items"] if isinstance(deals, dict) else deals
     assert sum(1 for d in deals if d["status"] == "completed") >= 3
