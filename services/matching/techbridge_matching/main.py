@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from techbridge_shared.envelope import utcnow
-from techbridge_shared.service import ServiceSpec, create_app as create_service_app
+from techbridge_shared.service import ServiceRuntime, ServiceSpec, background_loop, create_app as create_service_app
 from techbridge_shared.settings import ConfigurationError, load_settings
 
 from .api import demands as demands_api
@@ -49,27 +48,23 @@ def load_embedder(settings: Settings) -> Embedder | None:
     return embedder
 
 
-class ExpirySweeper:
-    """Expires published demands past their deadline, every few seconds, in the serving process."""
+def demand_expiry(settings: Settings, clock: Callable[[], datetime]):
+    """Lifespan hook: expire published demands past their deadline every few seconds."""
 
-    def __init__(self, app: FastAPI, interval_s: float):
-        self.app, self.interval_s = app, interval_s
-        self._task: asyncio.Task | None = None
-
-    def ensure_started(self) -> None:
-        if self._task is None and self.interval_s > 0:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="matching-expiry")
-
-    async def _run(self) -> None:
-        runtime = self.app.state.runtime
-        while runtime.started:
-            with contextlib.suppress(Exception):
+    async def loop(runtime: ServiceRuntime) -> None:
+        while True:
+            try:
                 async with runtime.unit_of_work() as uow:
-                    n = await demand_usecases.expire_due(uow, self.app.state.clock())
-                    if n:
-                        log.info("expired %d demands", n)
-            await asyncio.sleep(self.interval_s)
-        self._task = None
+                    n = await demand_usecases.expire_due(uow, clock())
+                if n:
+                    log.info("expired %d demands", n)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("demand expiry sweep failed; retrying next interval", exc_info=True)
+            await asyncio.sleep(settings.expiry_sweep_interval_s)
+
+    return (background_loop("matching-expiry", loop),) if settings.expiry_sweep_interval_s > 0 else ()
 
 
 def build_spec(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> ServiceSpec:
@@ -81,15 +76,6 @@ def build_spec(settings: Settings | None = None, clock: Callable[[], datetime] =
         app.state.engine = engine
         app.state.indexer = indexer
         app.state.clock = clock
-        sweeper = ExpirySweeper(app, settings.expiry_sweep_interval_s)
-        app.state.sweeper = sweeper
-
-        # The shared ServiceSpec has no background-task hook; the sweeper starts with the
-        # first request (readiness probes come early) and stops with the runtime.
-        @app.middleware("http")
-        async def _start_sweeper(request: Request, call_next):
-            sweeper.ensure_started()
-            return await call_next(request)
 
     return ServiceSpec(
         name=SERVICE,
@@ -102,6 +88,7 @@ def build_spec(settings: Settings | None = None, clock: Callable[[], datetime] =
         publishes=list(TOPICS),
         subscriptions=[consumed.subscription(indexer, group=settings.achievement_consumer_group)],
         configure_app=configure,
+        lifespan_hooks=demand_expiry(settings, clock),
     )
 
 

@@ -4,7 +4,6 @@ session's real broker, with callers carrying signed identities and a clock tests
 from __future__ import annotations
 
 import sys
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,9 +14,8 @@ HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from matching_helpers import Api  # noqa: E402
+from matching_helpers import Api, matching_settings  # noqa: E402
 
-from techbridge_matching.config import Settings  # noqa: E402
 from techbridge_matching.main import create_app  # noqa: E402
 
 
@@ -27,14 +25,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-def matching_settings(store_url: str, kafka: str, tmp_path: Path, **overrides) -> Settings:
-    return Settings(
-        database_url=store_url, kafka_bootstrap_servers=kafka, data_dir=str(tmp_path / "data"),
-        environment="test", achievement_consumer_group=f"matching.achievement-index-{uuid.uuid4().hex[:8]}",
-        outbox_poll_interval_ms=50, consumer_retry_backoff_ms=50, expiry_sweep_interval_s=0, **overrides,
-    )
 
 
 @pytest.fixture

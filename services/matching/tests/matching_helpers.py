@@ -6,10 +6,12 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from techbridge_matching.config import Settings
 from techbridge_shared.envelope import CloudEvent
 from techbridge_shared.identity import Identity, identity_headers
 
@@ -166,3 +168,11 @@ async def read_events(bootstrap: str, topic: str, subjects: set[str], want: int,
     finally:
         await consumer.stop()
     return found
+
+
+def matching_settings(store_url: str, kafka: str, tmp_path: Path, **overrides) -> Settings:
+    return Settings(
+        database_url=store_url, kafka_bootstrap_servers=kafka, data_dir=str(tmp_path / "data"),
+        environment="test", achievement_consumer_group=f"matching.achievement-index-{uuid.uuid4().hex[:8]}",
+        outbox_poll_interval_ms=50, consumer_retry_backoff_ms=50, expiry_sweep_interval_s=0, **overrides,
+    )

@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from conftest import matching_settings
+from matching_helpers import matching_settings
 from matching_helpers import Api, achievement_data, catalog_event, offer_body, produce, read_events, who
 
 from techbridge_matching.main import create_app
