@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install kafka-jars run up down status test test-fast bench clean
+.PHONY: help install kafka-jars run up down status test bench eval-matching clean
 
 help: ## show the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench: install ## run the benchmarks under tests/bench and print their figures
 	  for bench in tests/bench/*.py; do \
 	    echo "== $$bench"; TECHBRIDGE_TEST_PG_URL=$$pg_url $(PY) $$bench || exit 1; \
 	  done
+
+eval-matching: install ## matching quality on BEIR files: CORPUS= QUERIES= RUN= [QRELS=]
+	@$(PY) -m techbridge_matching.evaluation --corpus $(CORPUS) --queries $(QUERIES) --run $(RUN) $(if $(QRELS),--qrels $(QRELS))
 
 clean: ## remove local data, caches and environments
 	rm -rf .data .cache .venv $(TOOLS)
