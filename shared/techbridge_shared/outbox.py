@@ -122,13 +122,23 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were marked published."""
         if self._db.is_sqlite:
-            rows = await self._read_batch()
+            # Take turns with the process's units of work (see Database.acquire_writer), but
+            # not while waiting for Kafka.
+            await self._db.acquire_writer()
+            try:
+                rows = await self._read_batch()
+            finally:
+                self._db.release_writer()
             if not rows:
                 return 0
             published = await self._send(rows)
             if published:
-                async with self._db.sessionmaker() as session, session.begin():
-                    await self._mark(session, published)
+                await self._db.acquire_writer()
+                try:
+                    async with self._db.sessionmaker() as session, session.begin():
+                        await self._mark(session, published)
+                finally:
+                    self._db.release_writer()
         else:
             async with self._db.sessionmaker() as session, session.begin():
                 rows = await self._claim_batch(session)

@@ -33,8 +33,13 @@ class UnitOfWork:
         self.session: AsyncSession
 
     async def __aenter__(self) -> UnitOfWork:
-        self.session = self._db.sessionmaker()
-        await self.session.begin()
+        await self._db.acquire_writer()
+        try:
+            self.session = self._db.sessionmaker()
+            await self.session.begin()
+        except BaseException:
+            self._db.release_writer()
+            raise
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
@@ -42,7 +47,10 @@ class UnitOfWork:
             if self.session.in_transaction():
                 await self.session.rollback()
         finally:
-            await self.session.close()
+            try:
+                await self.session.close()
+            finally:
+                self._db.release_writer()
 
     def publish(self, event: CloudEvent) -> None:
         """Record a fact to be published if, and only if, this unit of work commits."""
