@@ -112,10 +112,49 @@ def create_topics(kafka: str, topics: list[str], timeout: float = 60) -> None:
     asyncio.run(run())
 
 
+def start_groups_at_the_end(kafka: str, groups: list[str]) -> None:
+    """Commit the current end of every techbridge topic for each new consumer group.
+
+    The broker may already hold records that other tests produced (the session's broker is
+    shared). A platform deployed now starts from now: its groups would otherwise read that whole
+    history first (and index other tests' achievements) before reaching the journey's events.
+    """
+    import asyncio
+    import re
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    async def run():
+        for group in groups:
+            consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=group, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                cluster = await consumer._client.fetch_all_metadata()
+                tps = [TopicPartition(t, p) for t in cluster.topics() if re.match(r"^techbridge\.", t)
+                       for p in cluster.partitions_for_topic(t) or ()]
+                if not tps:
+                    continue
+                consumer.assign(tps)
+                ends = await consumer.end_offsets(tps)
+                await consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in ends.items()})
+            finally:
+                await consumer.stop()
+
+    asyncio.run(run())
+
+
 def start_platform(work: Path, kafka: str, pg_url_factory, timeout: float = 180) -> Platform:
     work.mkdir(parents=True, exist_ok=True)
     create_topics(kafka, platform_topics())
     tag = uuid.uuid4().hex[:8]
+    start_groups_at_the_end(kafka, [
+        f"catalog-e2e-{tag}.transfers", f"catalog-e2e-{tag}.valuations",
+        f"matching-e2e-{tag}.achievement-index",
+        f"valuation-e2e-{tag}.achievements", f"valuation-e2e-{tag}.transfers",
+        f"vouchers-e2e-{tag}.organisations", f"vouchers-e2e-{tag}.transfers",
+        f"gateway-e2e-{tag}.subscriptions",
+    ])
     platform = Platform(
         work=work, kafka=kafka, secret="e2e-internal-" + secrets.token_hex(24),
         admin_id=f"e2e-admin-{tag}", admin_secret=secrets.token_urlsafe(32),
