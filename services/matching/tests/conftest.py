@@ -17,20 +17,12 @@ if HERE not in sys.path:
 from matching_helpers import Api, matching_settings  # noqa: E402
 
 from techbridge_matching.main import create_app  # noqa: E402
-from techbridge_shared.testing.kafka_broker import KafkaBroker  # noqa: E402
+from techbridge_shared.testing.fixtures import own_kafka_broker  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory):
-    """A broker of matching's own: its read model indexes every achievement on the catalog
-    topic from the start, so the achievements other suites publish on the shared broker would
-    join the rankings these tests check."""
-    broker = KafkaBroker(tmp_path_factory.mktemp("matching-kafka"))
-    broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.stop()
+# Matching's read model indexes every achievement on the catalog topic from the start; on
+# the shared broker the achievements other suites publish would join the rankings checked here.
+kafka_bootstrap = own_kafka_broker("matching")
 
 
 class Clock:

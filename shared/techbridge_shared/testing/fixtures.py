@@ -36,6 +36,27 @@ def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
         broker.stop()
 
 
+def own_kafka_broker(label: str):
+    """A session fixture standing in for `kafka_bootstrap` in one test folder:
+
+        kafka_bootstrap = own_kafka_broker("gateway")   # in that folder's conftest.py
+
+    For suites that consume whole topics from the start (read models, the gateway's event
+    log): on the shared broker they would also see every other suite's events.
+    """
+
+    @pytest.fixture(scope="session")
+    def fixture(tmp_path_factory) -> Iterator[str]:
+        broker = KafkaBroker(tmp_path_factory.mktemp(f"{label}-kafka"))
+        broker.start()
+        try:
+            yield broker.bootstrap
+        finally:
+            broker.stop()
+
+    return fixture
+
+
 @pytest.fixture
 def kafka_broker_factory(tmp_path) -> Iterator[Callable[[], KafkaBroker]]:
     brokers: list[KafkaBroker] = []
