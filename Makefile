@@ -7,8 +7,9 @@ TOOLS := .tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+SEED ?= 1
 
-.PHONY: help install kafka-jars run up down status test bench eval-matching clean
+.PHONY: help install kafka-jars run up down status seed test bench eval-matching clean
 
 help: ## show the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,8 +27,12 @@ install: .venv/.synced kafka-jars ## install Python packages and the Kafka broke
 kafka-jars: ## fetch Apache Kafka from Maven Central into .cache/kafka
 	@deploy/kafka/kafka.sh fetch
 
-run: install ## start the whole platform in the foreground (Ctrl-C stops it)
-	@$(PY) deploy/local/stack.py run
+run: install ## start the whole platform in the foreground (Ctrl-C stops it); an empty platform is seeded unless SEED=0
+	@if [ "$(SEED)" != "0" ]; then $(PY) deploy/local/seed.py --if-empty --wait 300 & fi; \
+	  $(PY) deploy/local/stack.py run
+
+seed: install ## load the demo world into the running platform (make up first); running it again changes nothing
+	@$(PY) deploy/local/seed.py
 
 up: install ## start the platform in the background; returns when all is ready
 	@$(PY) deploy/local/stack.py up

@@ -44,8 +44,9 @@ class Subscription:
     add types without breaking consumers.
 
     A consumer of every topic (the gateway's event subscriptions) gives a topic `pattern`
-    (a regular expression matched against whole topic names; topics created later are found
-    within `metadata_max_age_ms`) and a `fallback` handler for the types it has no handler for.
+    (a regular expression matched against whole topic names) and a `fallback` handler for the
+    types it has no handler for. Topics and partitions that appear later are found within
+    `metadata_max_age_ms`.
     `topics` may still name topics to create at start-up.
     """
 
@@ -126,7 +127,9 @@ class ConsumerRunner:
                 request_timeout_ms=self._kafka.kafka_request_timeout_ms + 30_000,
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=1_000,
-                **({"metadata_max_age_ms": self.subscription.metadata_max_age_ms} if self.subscription.pattern else {}),
+                # Also for named topics: a consumer that joined before a new topic's partitions
+                # were visible would otherwise wait aiokafka's default 5 minutes to see them.
+                metadata_max_age_ms=self.subscription.metadata_max_age_ms,
             )
             try:
                 await consumer.start()
