@@ -31,6 +31,7 @@ KNOWN_TOPICS = [
     "techbridge.vouchers.voucher.v1",
     "techbridge.vouchers.redemption.v1",
     "techbridge.vouchers.agency.v1",
+    "techbridge.vouchers.application.v1",
 ]
 assert all(re.match(ALL_TOPICS_PATTERN, t) for t in KNOWN_TOPICS)
 
