@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import uuid
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from techbridge_catalog.domain.rules import credit_code_check_char
 from techbridge_shared.identity import Identity, identity_headers
+from techbridge_shared.testing.events import read_events  # noqa: F401  (re-exported for the tests)
 
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
@@ -100,28 +100,6 @@ class Api:
         r = await self.act(a["achievement_id"], "publish", who(None, "government"))
         assert r.status_code == 200, r.text
         return r.json()
-
-
-async def read_events(bootstrap: str, topic: str, subjects: set[str], want: int, timeout: float = 30) -> list[dict]:
-    """Events on `topic` about `subjects`, in log order, once `want` of them arrived (or timeout)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    found: list[dict] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(found) < want and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
-            for recs in batch.values():
-                for r in recs:
-                    body = json.loads(r.value)
-                    if body.get("subject") in subjects:
-                        body["_key"] = r.key.decode() if r.key else None
-                        body["_headers"] = {k: v.decode() for k, v in r.headers}
-                        found.append(body)
-    finally:
-        await consumer.stop()
-    return found
 
 
 async def produce(bootstrap: str, topic: str, events: list) -> None:

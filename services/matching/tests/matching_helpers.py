@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from techbridge_matching.config import Settings
 from techbridge_shared.envelope import CloudEvent
 from techbridge_shared.identity import Identity, identity_headers
+from techbridge_shared.testing.events import read_events  # noqa: F401  (re-exported for the tests)
 
 
 def who(org: str | None, *roles: str, sub: str | None = None) -> Identity:
@@ -148,26 +148,6 @@ async def produce(bootstrap: str, events: list[CloudEvent]) -> None:
                                          headers=[("content-type", b"application/cloudevents+json")])
     finally:
         await producer.stop()
-
-
-async def read_events(bootstrap: str, topic: str, subjects: set[str], want: int, timeout: float = 30) -> list[dict]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    found: list[dict] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(found) < want and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
-            for recs in batch.values():
-                for r in recs:
-                    body = json.loads(r.value)
-                    if body.get("subject") in subjects:
-                        body["_key"] = r.key.decode() if r.key else None
-                        found.append(body)
-    finally:
-        await consumer.stop()
-    return found
 
 
 def matching_settings(store_url: str, kafka: str, tmp_path: Path, **overrides) -> Settings:
