@@ -14,7 +14,7 @@ HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from matching_helpers import Api, matching_settings  # noqa: E402
+from matching_helpers import Api, matching_settings, start_group_at_the_end  # noqa: E402
 
 from techbridge_matching.main import create_app  # noqa: E402
 from techbridge_shared.testing.fixtures import own_kafka_broker  # noqa: E402
@@ -22,6 +22,8 @@ from techbridge_shared.testing.fixtures import own_kafka_broker  # noqa: E402
 
 # Matching's read model indexes every achievement on the catalog topic from the start; on
 # the shared broker the achievements other suites publish would join the rankings checked here.
+# Within this suite each app's consumer group starts at the topic's current end, so what an
+# earlier test produced never reaches a later test's read model, whatever the order.
 kafka_bootstrap = own_kafka_broker("matching")
 
 
@@ -41,6 +43,7 @@ def clock() -> Clock:
 @pytest.fixture
 async def api(store_url, kafka_bootstrap, tmp_path, clock):
     settings = matching_settings(store_url, kafka_bootstrap, tmp_path)
+    await start_group_at_the_end(kafka_bootstrap, settings.achievement_consumer_group)
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

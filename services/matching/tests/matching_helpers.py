@@ -150,7 +150,35 @@ async def produce(bootstrap: str, events: list[CloudEvent]) -> None:
         await producer.stop()
 
 
+CATALOG_TOPIC = "techbridge.catalog.achievement.v1"
+
+
+async def start_group_at_the_end(bootstrap: str, group: str, topics: tuple[str, ...] = (CATALOG_TOPIC,)) -> None:
+    """Commit the current end of `topics` for a new consumer group.
+
+    The session's broker keeps what earlier tests produced; an app started for this test must
+    index only this test's achievements, whatever ran before it. A topic that does not exist
+    yet holds nothing to skip.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        tps = [TopicPartition(t, p) for t in topics for p in cluster.partitions_for_topic(t) or ()]
+        if tps:
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            await consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in ends.items()})
+    finally:
+        await consumer.stop()
+
+
 def matching_settings(store_url: str, kafka: str, tmp_path: Path, **overrides) -> Settings:
+    """Settings for one test's app: its own store and its own consumer group (see
+    start_group_at_the_end, which a fixture calls before starting the app)."""
     return Settings(
         database_url=store_url, kafka_bootstrap_servers=kafka, data_dir=str(tmp_path / "data"),
         environment="test", achievement_consumer_group=f"matching.achievement-index-{uuid.uuid4().hex[:8]}",

@@ -11,8 +11,8 @@ import time
 
 import httpx
 import pytest
-from matching_helpers import matching_settings
-from matching_helpers import Api, achievement_data, catalog_event, offer_body, produce, read_events, who
+from matching_helpers import (Api, achievement_data, catalog_event, matching_settings, offer_body, produce, read_events,
+                              start_group_at_the_end, who)
 
 from techbridge_matching.main import create_app
 
@@ -25,6 +25,7 @@ UNIVERSITY = who("org-univ", "institution")
 @pytest.fixture
 async def live_api(pg_url_factory, kafka_bootstrap, tmp_path, clock):
     settings = matching_settings(pg_url_factory("matching"), kafka_bootstrap, tmp_path)
+    await start_group_at_the_end(kafka_bootstrap, settings.achievement_consumer_group)
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://matching") as client:
