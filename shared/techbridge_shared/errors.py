@@ -87,6 +87,39 @@ class ValidationFailed(Problem):
     status, code = 422, "validation_failed"
 
 
+# How long a client should wait before retrying when the database cannot be reached.
+DATABASE_RETRY_AFTER_S = 2
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) says the database could not be reached or dropped the
+    connection (server restarting, shutting down, refusing connections, pool exhausted): a
+    transient condition the client may retry, not a defect of the request or of the code."""
+    from sqlalchemy import exc as sa_exc
+
+    try:
+        from asyncpg import exceptions as pg_exc
+
+        pg_kinds: tuple[type[BaseException], ...] = (
+            pg_exc.PostgresConnectionError, pg_exc.OperatorInterventionError,
+            pg_exc.ConnectionDoesNotExistError, pg_exc.TooManyConnectionsError,
+        )
+    except ImportError:  # pragma: no cover - asyncpg is a dependency of this package
+        pg_kinds = ()
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, (sa_exc.DisconnectionError, sa_exc.TimeoutError, ConnectionError, *pg_kinds)):
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) and id(orig) not in seen else (
+            current.__cause__ or current.__context__)
+    return False
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -145,6 +178,16 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
+        if is_database_unavailable(exc):
+            # Nothing was applied that a retry could duplicate: the transaction rolled back
+            # (or, if the connection dropped during COMMIT, a retry with the same
+            # Idempotency-Key answers with the stored outcome).
+            log.warning("database unavailable: %s", f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return problem_response(
+                request, 503, code="database_unavailable", title="Service Unavailable",
+                detail="The service cannot reach its database at the moment; retry later.",
+                headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+            )
         log.exception("unhandled error")
         return problem_response(
             request, 500, code="internal_error", detail="An unexpected error occurred; it has been logged."
