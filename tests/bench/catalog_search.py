@@ -1,35 +1,60 @@
-"""Benchmark: catalog bulk import rate and search latency, 10k -> 100k achievements.
+"""Benchmark: catalog bulk import rate and search latency, and how both grow from 10k to 100k.
 
-Generates realistic achievements (Chinese and English titles, abstracts and keywords; IPC
-codes drawn with the section weights of Chinese patent grants; TRL, IP types, transfer modes
-and prices with skewed distributions), imports them through the real HTTP import endpoint in
-batches of 5,000 rows, publishes them (status flip in SQL: the review workflow is not what is
-measured), then times searches through the real search endpoint (facets included, as a client
-gets them by default): text only, text + filters, filters only, recency listing.
+The corpus is generated once per run (a fixed seed; Chinese and English titles, abstracts and
+keywords; IPC codes drawn with the section weights of Chinese patent grants; skewed TRL, IP
+type, transfer mode and price distributions; 300 owner institutions) and the same rows are
+imported into each store, through the real HTTP bulk import endpoint (`mode=atomic`,
+`submit=true`, 2,000 rows per request, each batch owned by one of up to 300 institutions). After each size
+is reached, what was imported is published (one SQL status flip: the review workflow is not
+what is measured), the store is analysed, and searches go through the real search endpoint as
+an enterprise buyer would send them (facets on unless said otherwise):
 
-    TECHBRIDGE_TEST_PG_URL=postgresql+asyncpg://... .venv/bin/python tests/bench/catalog_search.py
-    .venv/bin/python tests/bench/catalog_search.py --stores sqlite --sizes 10000,100000 --queries 100
+- text: one or two words, Chinese or English
+- text+filters: words and one filter set (IPC prefix, TRL range, mode, price, kind)
+- filters only: one filter set, no words
+- recency list: the unfiltered browse, newest first
+- text, no facets: words, `facets=false`
 
-Prints figures; asserts nothing about time (goals: search p95 <= 50 ms, import >= 2,000 rows/s).
+Each case is warmed up with a few requests, then timed `--queries` times (random choices from
+fixed lists); p50/p95 are wall times of the whole HTTP request in-process (ASGI, no network).
+Facet reuse is off (`--facet-cache-s 0`) unless asked for, so every count is computed.
+
+    .venv/bin/python tests/bench/catalog_search.py                       # sqlite + postgresql, 10k and 100k
+    .venv/bin/python tests/bench/catalog_search.py --stores sqlite --sizes 10000 --profile
+
+PostgreSQL is used when TECHBRIDGE_TEST_PG_URL names a server (a fresh database is created and
+dropped). `--profile` adds, per case, the SQL statements with their count and time per
+request, and the Python functions with the most own time (cProfile), for one import batch and
+each search case. Figures go to stdout and to tests/bench/results/catalog_search.json together
+with the machine's load average before and after. Nothing is asserted about time (goals:
+search p95 <= 50 ms, import >= 2,000 rows/s).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
+import datetime as dt
+import io
 import json
 import logging
 import os
+import platform
+import pstats
 import random
-import statistics
+import re
 import sys
 import tempfile
 import time
 import uuid
+from collections import defaultdict
 from pathlib import Path
 
 import asyncpg
 import httpx
+from sqlalchemy import event, text
 
 from techbridge_catalog.config import Settings
 from techbridge_catalog.main import create_app
@@ -40,6 +65,9 @@ sys.path.insert(0, str(ROOT / "services" / "catalog" / "tests"))
 from catalog_helpers import credit_code  # noqa: E402
 
 A = "/api/v1/catalog/achievements"
+RESULTS = ROOT / "tests" / "bench" / "results" / "catalog_search.json"
+BATCH = 2_000
+INSTITUTIONS = 300
 
 MATERIALS = [("锂电池", "lithium battery"), ("固态电解质", "solid electrolyte"), ("石墨烯", "graphene"),
              ("碳纤维", "carbon fibre"), ("钙钛矿", "perovskite"), ("氢燃料电池", "hydrogen fuel cell"),
@@ -97,6 +125,19 @@ def generate(rnd: random.Random) -> dict:
     }
 
 
+def corpus(total: int, seed: int = 7) -> list[tuple[str, bytes]]:
+    """(owner institution, JSON lines body) batches: every row of the run, generated once."""
+    rnd = random.Random(seed)
+    batches = []
+    for start in range(0, total, BATCH):
+        n = min(BATCH, total - start)
+        # Institutions own skewed shares of the catalog (a few large universities, a long tail).
+        org = f"org-{min(INSTITUTIONS, int(rnd.paretovariate(0.8))):03d}"
+        body = "\n".join(json.dumps(generate(rnd), ensure_ascii=False) for _ in range(n)).encode()
+        batches.append((org, body))
+    return batches
+
+
 def pct(values, p):
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
@@ -116,58 +157,130 @@ async def drop_pg_database(server: str, name: str) -> None:
     await conn.close()
 
 
-async def bench_store(kind: str, url: str, sizes: list[int], queries: int, tmp: Path, facet_cache_s: float) -> list[dict]:
+# --- profiling -------------------------------------------------------------------------------
+
+class SqlTimer:
+    """Time of every SQL statement the catalog's engines run, by statement shape."""
+
+    def __init__(self):
+        self.on = False
+        self.stats: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+
+    def attach(self, engine) -> None:
+        sync = engine.sync_engine
+
+        @event.listens_for(sync, "before_cursor_execute")
+        def before(conn, cursor, statement, parameters, context, executemany):
+            conn.info.setdefault("t0", []).append(time.perf_counter())
+
+        @event.listens_for(sync, "after_cursor_execute")
+        def after(conn, cursor, statement, parameters, context, executemany):
+            t0 = conn.info["t0"].pop()
+            if self.on:
+                shape = re.sub(r"\s+", " ", statement)[:150]
+                s = self.stats[shape]
+                s[0] += 1
+                s[1] += time.perf_counter() - t0
+
+    @contextlib.contextmanager
+    def measuring(self):
+        self.stats.clear()
+        self.on = True
+        try:
+            yield
+        finally:
+            self.on = False
+
+    def report(self, per: int) -> str:
+        rows = sorted(self.stats.items(), key=lambda kv: -kv[1][1])[:12]
+        return "\n".join(f"    {n / per:6.2f}x {t * 1000 / per:8.2f} ms/req  {shape}" for shape, (n, t) in rows)
+
+
+@contextlib.contextmanager
+def profiled(enabled: bool, label: str, sql: SqlTimer, per: int):
+    if not enabled:
+        yield
+        return
+    prof = cProfile.Profile()
+    with sql.measuring():
+        prof.enable()
+        try:
+            yield
+        finally:
+            prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(14)
+    lines = [ln for ln in out.getvalue().splitlines() if ln.strip() and not ln.startswith(("   Ordered", "   List"))]
+    print(f"\n--- profile: {label} (SQL per request: count, time, statement)\n{sql.report(per)}", flush=True)
+    print("    python, by own time:\n" + "\n".join("    " + ln for ln in lines[1:18]), flush=True)
+
+
+# --- one store -------------------------------------------------------------------------------
+
+async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: int, tmp: Path,
+                      facet_cache_s: float, profile: bool) -> list[dict]:
     settings = Settings(database_url=url, kafka_bootstrap_servers="127.0.0.1:1", data_dir=str(tmp),
                         environment="test", outbox_relay_enabled=False, expiry_sweep_interval_s=3600,
                         facet_cache_s=facet_cache_s)
     app = create_app(settings)
     secret = settings.internal_auth_secret
-    org = "org-bench"
-    owner = Identity(sub="bench", org=org, roles=frozenset({"institution"}))
     admin = Identity(sub="admin", roles=frozenset({"admin"}))
     buyer = Identity(sub="buyer", org="org-buyer", roles=frozenset({"enterprise"}))
-    rnd = random.Random(7)
+    rnd = random.Random(11)
     results = []
+    sql = SqlTimer()
 
     def h(identity, method, path):
         return identity_headers(identity, secret, method, path)
 
     async with app.router.lifespan_context(app):
+        runtime = app.state.runtime
+        sql.attach(runtime.db.engine)
+        reader = getattr(app.state, "catalog_reader", None)
+        if reader is not None and reader.engine is not runtime.db.engine:
+            sql.attach(reader.engine)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c", timeout=600) as c:
-            r = await c.post("/api/v1/catalog/organisations", headers=h(admin, "POST", "/api/v1/catalog/organisations"),
-                             json={"organisation_id": org, "name": "基准大学", "kind": "university",
-                                   "region": "Shanghai/Xuhui", "credit_code": credit_code(1)})
-            assert r.status_code == 201, r.text
-            loaded = 0
+            orgs = sorted({org for org, _ in batches})
+            for i, org in enumerate(orgs):
+                path = "/api/v1/catalog/organisations"
+                r = await c.post(path, headers=h(admin, "POST", path),
+                                 json={"organisation_id": org, "name": f"基准大学{i}", "kind": "university",
+                                       "region": "Shanghai/Xuhui", "credit_code": credit_code(i + 1)})
+                assert r.status_code == 201, r.text
+            loaded, batch_no, prev = 0, 0, 0
             for size in sizes:
                 rows, seconds = 0, 0.0
                 while loaded < size:
-                    n = min(5000, size - loaded)
-                    body = "\n".join(json.dumps(generate(rnd), ensure_ascii=False) for _ in range(n)).encode()
-                    t0 = time.perf_counter()
-                    r = await c.post(f"{A}/import", headers={**h(owner, "POST", f"{A}/import"),
-                                                             "content-type": "application/x-ndjson"},
-                                     params={"submit": "true"}, content=body)
-                    seconds += time.perf_counter() - t0
+                    org, body = batches[batch_no]
+                    batch_no += 1
+                    n = body.count(b"\n") + 1
+                    owner = Identity(sub="bench", org=org, roles=frozenset({"institution"}))
+                    with profiled(profile and batch_no == 1, f"{kind}: import {n} rows", sql, 1):
+                        t0 = time.perf_counter()
+                        r = await c.post(f"{A}/import", headers={**h(owner, "POST", f"{A}/import"),
+                                                                 "content-type": "application/x-ndjson"},
+                                         params={"submit": "true"}, content=body)
+                        seconds += time.perf_counter() - t0
                     assert r.status_code == 200 and r.json()["imported"] == n, r.text[:500]
                     rows += n
                     loaded += n
                 # Publish what was imported (not measured).
-                runtime = app.state.runtime
-                from sqlalchemy import text
                 async with runtime.db.engine.begin() as conn:
                     await conn.execute(text(
                         "UPDATE achievements SET status = 'published', published_at = created_at, "
                         "expires_at = NULL WHERE status = 'submitted'"))
-                    if kind == "postgresql":
-                        await conn.execute(text("ANALYZE"))
-                    else:
-                        await conn.execute(text("ANALYZE"))
+                    await conn.execute(text("ANALYZE"))
+                if hasattr(app.state, "facet_cache"):
+                    app.state.facet_cache = None
+                results.append({"store": kind, "size": size, "case": "import", "rows": rows,
+                                "from": prev, "rows_per_s": round(rows / seconds) if seconds else None})
+                print(json.dumps(results[-1]), flush=True)
+                prev = size
 
-                async def timed(params):
+                async def timed(params, n):
                     times = []
-                    for _ in range(queries):
-                        p = params() if callable(params) else params
+                    for _ in range(n):
+                        p = params()
                         t0 = time.perf_counter()
                         r = await c.get(A, headers=h(buyer, "GET", A), params=p)
                         times.append((time.perf_counter() - t0) * 1000)
@@ -182,33 +295,38 @@ async def bench_store(kind: str, url: str, sizes: list[int], queries: int, tmp: 
                     "text, no facets": lambda: {"q": rnd.choice(QUERIES), "facets": "false"},
                 }
                 for name, params in cases.items():
-                    await timed(params)  # warm up caches once
-                    times = await timed(params)
+                    await timed(params, 5)  # warm up
+                    with profiled(profile, f"{kind} {size}: {name}", sql, queries):
+                        times = await timed(params, queries)
                     results.append({"store": kind, "size": size, "case": name, "p50_ms": round(pct(times, 50), 1),
-                                    "p95_ms": round(pct(times, 95), 1)})
+                                    "p95_ms": round(pct(times, 95), 1), "mean_ms": round(sum(times) / len(times), 1)})
                     print(json.dumps(results[-1]), flush=True)
-                results.append({"store": kind, "size": size, "case": "import",
-                                "rows_per_s": round(rows / seconds) if seconds else None, "rows": rows})
-                print(json.dumps(results[-1]), flush=True)
     return results
 
 
 async def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stores", default="sqlite,postgresql")
     ap.add_argument("--sizes", default="10000,100000")
-    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--queries", type=int, default=60, help="timed searches per case and size")
     ap.add_argument("--facet-cache-s", type=float, default=0.0,
                     help="facet count reuse (the service default is 5 s; 0 measures every count)")
+    ap.add_argument("--profile", action="store_true", help="SQL and Python time per import and per search case")
+    ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    t0 = time.perf_counter()
+    batches = corpus(sizes[-1])
+    print(f"corpus: {sizes[-1]} rows generated in {time.perf_counter() - t0:.1f} s", flush=True)
+    load_before = os.getloadavg()
     all_results = []
     for kind in args.stores.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             if kind == "sqlite":
-                all_results += await bench_store(kind, f"sqlite+aiosqlite:///{tmp}/catalog.db", sizes, args.queries, Path(tmp), args.facet_cache_s)
+                all_results += await bench_store(kind, f"sqlite+aiosqlite:///{tmp}/catalog.db", sizes, batches,
+                                                 args.queries, Path(tmp), args.facet_cache_s, args.profile)
             else:
                 server = os.environ.get("TECHBRIDGE_TEST_PG_URL")
                 if not server:
@@ -216,13 +334,24 @@ async def main() -> None:
                     continue
                 name = await new_pg_database(server.rstrip("/"))
                 try:
-                    all_results += await bench_store(kind, f"{server.rstrip('/')}/{name}", sizes, args.queries, Path(tmp), args.facet_cache_s)
+                    all_results += await bench_store(kind, f"{server.rstrip('/')}/{name}", sizes, batches,
+                                                     args.queries, Path(tmp), args.facet_cache_s, args.profile)
                 finally:
                     await drop_pg_database(server.rstrip("/"), name)
-    print("\nstore       size     case               p50 ms  p95 ms  import rows/s")
+    load_after = os.getloadavg()
+    print(f"\nload average (1/5/15 min) before {load_before}, after {load_after}; {os.cpu_count()} cpus")
+    print("store       size     case               p50 ms  p95 ms  import rows/s")
     for r in all_results:
         print(f"{r['store']:<11} {r['size']:<8} {r['case']:<18} {r.get('p50_ms', ''):>6}  {r.get('p95_ms', ''):>6}  "
               f"{r.get('rows_per_s', '')}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "benchmark": "catalog_search", "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "load_before": load_before, "load_after": load_after},
+        "args": vars(args), "results": all_results,
+    }, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

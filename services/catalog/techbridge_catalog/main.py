@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -17,10 +18,12 @@ from .api.achievements import router as achievements_router
 from .api.limits import BodyLimitMiddleware
 from .api.organisations import router as organisations_router
 from .config import Settings
+from .domain.text import warm_up
 from .events.consumers import subscriptions
 from .events.models import PUBLISHES
 from .service import achievements
 from .service.common import now
+from .store.reader import Reader
 from .store.tables import metadata
 
 SERVICE = "catalog"
@@ -46,8 +49,21 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
         publishes=PUBLISHES,
         subscriptions=subscriptions(settings.consumer_group_prefix),
         configure_app=configure,
-        lifespan_hooks=(background_loop("catalog-expiry", expiry_loop),),
+        lifespan_hooks=(readers, background_loop("catalog-expiry", expiry_loop)),
     )
+
+
+@contextlib.asynccontextmanager
+async def readers(app: FastAPI):
+    """Read-only sessions for queries, and the segmenter's dictionary loaded before the first
+    request (loading it takes a second or two, which the first search or import would pay)."""
+    await asyncio.to_thread(warm_up)
+    app.state.catalog_reader = Reader(app.state.runtime.db)
+    try:
+        yield
+    finally:
+        reader, app.state.catalog_reader = app.state.catalog_reader, None
+        await reader.dispose()
 
 
 async def expiry_loop(runtime: ServiceRuntime) -> None:

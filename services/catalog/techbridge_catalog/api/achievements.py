@@ -23,7 +23,8 @@ from ..service import achievements as service
 from ..service import imports
 from ..service.achievements import AchievementView
 from ..service.common import Actor
-from .common import etag, if_match
+from ..store.reader import Reader
+from .common import etag, if_match, reader_of
 from .organisations import HistoryEntry, history_page
 
 router = APIRouter(prefix="/api/v1/catalog/achievements", tags=["achievements"])
@@ -224,7 +225,7 @@ async def search_achievements(
     cursor: Annotated[str | None, Query(description="Opaque cursor from a previous page")] = None,
     facets: Annotated[bool, Query(description="Compute facet counts")] = True,
     identity: Identity = Depends(require_identity),
-    runtime: ServiceRuntime = Depends(runtime_of),
+    reader: Reader = Depends(reader_of),
 ) -> SearchPage:
     unknown = sorted(set(request.query_params) - SEARCH_PARAMS)
     if unknown:
@@ -255,8 +256,8 @@ async def search_achievements(
         statuses=tuple(status) or (Status.published, Status.under_negotiation),
         sort=sort, limit=limit, cursor=position, facets=facets,
     )
-    async with runtime.unit_of_work() as uow:
-        result, names = await service.search(uow.session, Actor.of(identity), query, facet_cache(request))
+    async with reader.session() as session:
+        result, names = await service.search(session, Actor.of(identity), query, facet_cache(request))
     return SearchPage(
         items=[_item(h.row, h.score, names) for h in result.hits],
         next_cursor=encode_cursor(result.next_cursor) if result.next_cursor else None,
@@ -269,15 +270,15 @@ async def search_achievements(
 
 @router.post("", status_code=201, summary="Create an achievement as a draft",
              responses=problem_responses(403, 409, 413, 422))
-async def create_achievement(body: AchievementIn, response: Response,
+async def create_achievement(request: Request, body: AchievementIn, response: Response,
                              identity: Identity = Depends(require_roles("institution", "enterprise")),
                              runtime: ServiceRuntime = Depends(runtime_of)) -> AchievementOut:
     actor = Actor.of(identity)
     async with runtime.unit_of_work() as uow:
         a = await service.create(uow, actor, AchievementContent.model_validate(body.model_dump()))
         await uow.commit()
-    async with runtime.unit_of_work() as uow:
-        v = await service.view(uow.session, actor, a.id)
+    async with reader_of(request).session() as session:
+        v = await service.view(session, actor, a.id)
     _with_etag(response, a.version)
     response.headers["Location"] = f"{router.prefix}/{a.id}"
     return view_out(v)
@@ -327,9 +328,9 @@ async def import_achievements(
 @router.get("/{achievement_id}", summary="Read an achievement (confidential details only for owner and deal parties)",
             responses=problem_responses(404))
 async def get_achievement(achievement_id: str, response: Response, identity: Identity = Depends(require_identity),
-                          runtime: ServiceRuntime = Depends(runtime_of)) -> AchievementOut:
-    async with runtime.unit_of_work() as uow:
-        v = await service.view(uow.session, Actor.of(identity), achievement_id)
+                          reader: Reader = Depends(reader_of)) -> AchievementOut:
+    async with reader.session() as session:
+        v = await service.view(session, Actor.of(identity), achievement_id)
     _with_etag(response, v.achievement.version)
     return view_out(v)
 
@@ -339,14 +340,15 @@ async def get_achievement(achievement_id: str, response: Response, identity: Ide
 async def edit_achievement(achievement_id: str, body: AchievementPatch, response: Response,  # type: ignore[valid-type]
                            expected: int | None = Depends(if_match),
                            identity: Identity = Depends(require_identity),
-                           runtime: ServiceRuntime = Depends(runtime_of)) -> AchievementOut:
+                           runtime: ServiceRuntime = Depends(runtime_of),
+                           reader: Reader = Depends(reader_of)) -> AchievementOut:
     actor = Actor.of(identity)
     patch = body.model_dump(mode="json", exclude_unset=True)
     async with runtime.unit_of_work() as uow:
         await service.edit(uow, actor, achievement_id, patch, expected)
         await uow.commit()
-    async with runtime.unit_of_work() as uow:
-        v = await service.view(uow.session, actor, achievement_id)
+    async with reader.session() as session:
+        v = await service.view(session, actor, achievement_id)
     _with_etag(response, v.achievement.version)
     return view_out(v)
 
@@ -355,9 +357,9 @@ async def edit_achievement(achievement_id: str, body: AchievementPatch, response
             responses=problem_responses(403, 404))
 async def achievement_history(achievement_id: str, params: PageParams = Depends(page_params),
                               identity: Identity = Depends(require_identity),
-                              runtime: ServiceRuntime = Depends(runtime_of)) -> Page[HistoryEntry]:
-    async with runtime.unit_of_work() as uow:
-        rows = await service.history_page(uow.session, Actor.of(identity), achievement_id, limit=params.limit,
+                              reader: Reader = Depends(reader_of)) -> Page[HistoryEntry]:
+    async with reader.session() as session:
+        rows = await service.history_page(session, Actor.of(identity), achievement_id, limit=params.limit,
                                           after_seq=(params.cursor or {}).get("s"))
     return history_page(rows, params.limit)
 
@@ -378,15 +380,16 @@ def _action_route(action: str):
                     body: Annotated[ActionIn | None, Body()] = None,
                     expected: int | None = Depends(if_match),
                     identity: Identity = Depends(require_identity),
-                    runtime: ServiceRuntime = Depends(runtime_of)) -> AchievementOut:
+                    runtime: ServiceRuntime = Depends(runtime_of),
+                    reader: Reader = Depends(reader_of)) -> AchievementOut:
         actor = Actor.of(identity)
         ttl = timedelta(days=runtime.settings.listing_ttl_days)
         async with runtime.unit_of_work() as uow:
             await service.act(uow, actor, achievement_id, action, reason=body.reason if body else None,
                               expected_version=expected, listing_ttl=ttl)
             await uow.commit()
-        async with runtime.unit_of_work() as uow:
-            v = await service.view(uow.session, actor, achievement_id)
+        async with reader.session() as session:
+            v = await service.view(session, actor, achievement_id)
         _with_etag(response, v.achievement.version)
         return view_out(v)
 

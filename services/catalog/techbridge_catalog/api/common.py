@@ -8,6 +8,8 @@ from fastapi import Header, Request
 
 from techbridge_shared.errors import FieldError, ValidationFailed
 
+from ..store.reader import Reader
+
 _ETAG_RE = re.compile(r'^\s*(?:W/)?"?(\d+)"?\s*$')
 
 
@@ -30,3 +32,11 @@ def if_match(
 
 def settings_of(request: Request):
     return request.app.state.runtime.settings
+
+
+def reader_of(request: Request) -> Reader:
+    """Read-only sessions for queries (created at start-up; see store/reader.py)."""
+    reader = getattr(request.app.state, "catalog_reader", None)
+    if reader is None:
+        reader = request.app.state.catalog_reader = Reader(request.app.state.runtime.db)
+    return reader

@@ -19,7 +19,8 @@ from ..domain.rules import OrganisationContent
 from ..service import organisations as service
 from ..service.common import Actor
 from ..store.repository import History, Organisations
-from .common import etag, if_match
+from ..store.reader import Reader
+from .common import etag, if_match, reader_of
 
 router = APIRouter(prefix="/api/v1/catalog/organisations", tags=["organisations"])
 
@@ -99,11 +100,11 @@ async def list_organisations(
     region: Annotated[str | None, Query(max_length=100, description="Region prefix, e.g. Shanghai")] = None,
     name: Annotated[str | None, Query(max_length=100, description="Part of the Chinese or English name")] = None,
     identity: Identity = Depends(require_identity),
-    runtime: ServiceRuntime = Depends(runtime_of),
+    reader: Reader = Depends(reader_of),
 ) -> Page[OrganisationOut]:
     after = (params.cursor["n"], params.cursor["i"]) if params.cursor else None
-    async with runtime.unit_of_work() as uow:
-        rows = await Organisations(uow.session).page(limit=params.limit, after=after, kind=kind, region=region, name=name)
+    async with reader.session() as session:
+        rows = await Organisations(session).page(limit=params.limit, after=after, kind=kind, region=region, name=name)
     more = len(rows) > params.limit
     rows = rows[: params.limit]
     cursor = encode_cursor({"n": rows[-1]["name"], "i": rows[-1]["id"]}) if more and rows else None
@@ -112,9 +113,9 @@ async def list_organisations(
 
 @router.get("/{organisation_id}", summary="Read an organisation", responses=problem_responses(404))
 async def get_organisation(organisation_id: str, response: Response, identity: Identity = Depends(require_identity),
-                           runtime: ServiceRuntime = Depends(runtime_of)) -> OrganisationOut:
-    async with runtime.unit_of_work() as uow:
-        row = await service.get(uow.session, organisation_id)
+                           reader: Reader = Depends(reader_of)) -> OrganisationOut:
+    async with reader.session() as session:
+        row = await service.get(session, organisation_id)
     response.headers["ETag"] = etag(row["version"])
     return out(row)
 
@@ -137,12 +138,12 @@ async def update_organisation(organisation_id: str, body: OrganisationPatch, res
             responses=problem_responses(403, 404))
 async def organisation_history(organisation_id: str, params: PageParams = Depends(page_params),
                                identity: Identity = Depends(require_identity),
-                               runtime: ServiceRuntime = Depends(runtime_of)) -> Page[HistoryEntry]:
+                               reader: Reader = Depends(reader_of)) -> Page[HistoryEntry]:
     if identity.org != organisation_id and not identity.has_any("admin", "government"):
         raise Forbidden("only members of the organisation, admins and government may read its history")
-    async with runtime.unit_of_work() as uow:
-        await service.get(uow.session, organisation_id)
-        rows = await History(uow.session).page("organisation", organisation_id, limit=params.limit,
+    async with reader.session() as session:
+        await service.get(session, organisation_id)
+        rows = await History(session).page("organisation", organisation_id, limit=params.limit,
                                                after_seq=(params.cursor or {}).get("s"))
     return history_page(rows, params.limit)
 

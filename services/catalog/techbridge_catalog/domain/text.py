@@ -36,6 +36,11 @@ def _warm() -> None:
     jieba.initialize()
 
 
+def warm_up() -> None:
+    """Load the segmenter's dictionary now (once per process) rather than on first use."""
+    _warm()
+
+
 @lru_cache(maxsize=50_000)
 def _stem(word: str) -> str:
     return _stemmer.stemWord(word)

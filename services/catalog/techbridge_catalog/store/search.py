@@ -6,17 +6,25 @@ store's relevance score (FTS5 bm25, PostgreSQL ts_rank; titles weigh most, then 
 abstracts) then newest listing then id; `recency` sorts by listing time then id. Facet counts
 are disjunctive: each facet is counted with every filter except its own, so a client can offer
 the other values of a facet it already filters on.
+
+Where the counts come from:
+- a search without text, price or region conditions, over statuses everyone may see (or by a
+  reviewer), reads them from the count tables the triggers of migration 0004 keep (a few
+  thousand rows whatever the catalog's size);
+- otherwise the kind, TRL, mode and status facets come from one grouped query over the hits
+  (grouped by those four values, each group tested against each filter here), and the IPC and
+  institution facets from one grouped query each, cut to their top 20.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from sqlalchemy import (
     and_,
     bindparam,
     column,
-    exists,
     func,
     literal_column,
     or_,
@@ -28,21 +36,39 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.model import PUBLIC_STATUSES, bits_to_modes, modes_to_bits
 from ..domain.search import SearchHit, SearchQuery, SearchResult, Viewer
-from .tables import achievement_ipc, achievements, organisations
+from .tables import achievement_ipc, achievements, facet_cells, facet_ipc_cells, facet_owner_cells, organisations
 
 A = achievements
 FTS = table("achievement_fts", column("rowid"))
 FACET_LIMIT = 20
+PUBLIC = sorted(s.value for s in PUBLIC_STATUSES)
+CELL_FACETS = ("ip_type", "trl", "transfer_mode", "status")
 
 
 def _fts_match(tokens) -> str:
     return " ".join('"' + t.replace('"', "") + '"' for t in tokens)
 
 
+def _prefix_range(prefix: str):
+    """code_key starts with prefix, as a range both stores answer from the index."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(achievement_ipc.c.code_key >= prefix, achievement_ipc.c.code_key < upper)
+
+
+@lru_cache(maxsize=128)
+def _modes(bits: int) -> tuple[str, ...]:
+    return tuple(bits_to_modes(bits))
+
+
+def _ranked(counts: dict) -> list[dict]:
+    return [{"value": v, "count": n} for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n > 0]
+
+
 class Search:
     def __init__(self, session: AsyncSession):
         self.s = session
         self.pg = session.bind.dialect.name == "postgresql"
+        self._counted_cells: dict[bool, list] = {}
 
     # --- clauses ------------------------------------------------------------------------------
     def _text_clause(self, q: SearchQuery):
@@ -54,29 +80,36 @@ class Search:
         sub = select(FTS.c.rowid).where(text("achievement_fts MATCH :fts").bindparams(fts=_fts_match(q.text_tokens)))
         return A.c.fts_rowid.in_(sub)
 
-    def _where(self, q: SearchQuery, viewer: Viewer, *, without: str | None = None, with_text: bool = True) -> list:
-        w = []
-        if q.statuses and without != "status":
-            w.append(A.c.status.in_([s.value for s in q.statuses]))
-        # Visibility: only needed when a non-public state is asked for (or, for the status
-        # facet, when its own filter is dropped); a plain condition lets the planner use indexes.
+    def _visibility(self, q: SearchQuery, viewer: Viewer, *, without: str | None):
+        # Only needed when a non-public state is asked for (or, for the status facet, when its
+        # own filter is dropped); a plain condition lets the planner use indexes.
         only_public = bool(q.statuses) and without != "status" and set(q.statuses) <= PUBLIC_STATUSES
-        if not viewer.reviewer and not only_public:
-            public = A.c.status.in_([s.value for s in PUBLIC_STATUSES])
-            w.append(or_(public, A.c.owner_org_id == viewer.org) if viewer.org else public)
+        if viewer.reviewer or only_public:
+            return None
+        public = A.c.status.in_(PUBLIC)
+        return or_(public, A.c.owner_org_id == viewer.org) if viewer.org else public
+
+    def _where(self, q: SearchQuery, viewer: Viewer, *, without: str | None = None, with_text: bool = True,
+               cells: bool = True) -> list:
+        """Conditions of the search; `without` drops one facet's own filter, `cells=False` drops
+        the filters on the four values facet_cells holds (status, kind, TRL, mode)."""
+        w = []
+        if cells and q.statuses and without != "status":
+            w.append(A.c.status.in_([s.value for s in q.statuses]))
+        vis = self._visibility(q, viewer, without=without if cells else "status")
+        if vis is not None:
+            w.append(vis)
         if q.ipc_prefixes and without != "ipc_class":
-            w.append(exists().where(
-                achievement_ipc.c.achievement_id == A.c.id,
-                or_(*[achievement_ipc.c.code_key.like(p + "%") for p in q.ipc_prefixes]),
-            ))
-        if without != "trl":
+            w.append(A.c.id.in_(select(achievement_ipc.c.achievement_id).where(
+                or_(*[_prefix_range(p) for p in q.ipc_prefixes]))))
+        if cells and without != "trl":
             if q.trl_min is not None:
                 w.append(A.c.trl >= q.trl_min)
             if q.trl_max is not None:
                 w.append(A.c.trl <= q.trl_max)
-        if q.ip_types and without != "ip_type":
+        if cells and q.ip_types and without != "ip_type":
             w.append(A.c.ip_type.in_([t.value for t in q.ip_types]))
-        if q.transfer_modes and without != "transfer_mode":
+        if cells and q.transfer_modes and without != "transfer_mode":
             w.append(A.c.modes_bits.op("&")(modes_to_bits(q.transfer_modes)) != 0)
         if q.owner_org_ids and without != "institution":
             w.append(A.c.owner_org_id.in_(list(q.owner_org_ids)))
@@ -93,6 +126,19 @@ class Search:
             w.append(match)
         return w
 
+    # --- which counts the count tables can answer ----------------------------------------------
+    @staticmethod
+    def _counted(q: SearchQuery, viewer: Viewer) -> bool:
+        """No condition the count tables do not hold, and no visibility that depends on the caller
+        (other than the caller's own unlisted achievements in the status facet, added apart)."""
+        statuses_ok = viewer.reviewer or (bool(q.statuses) and set(q.statuses) <= PUBLIC_STATUSES)
+        return (statuses_ok and not q.text_tokens and q.price_min is None and q.price_max is None
+                and not q.region)
+
+    @staticmethod
+    def _cell_filtered(q: SearchQuery) -> bool:
+        return q.trl_min is not None or q.trl_max is not None or bool(q.ip_types) or bool(q.transfer_modes)
+
     # --- query ----------------------------------------------------------------------------------
     async def run(self, q: SearchQuery, viewer: Viewer) -> SearchResult:
         where = self._where(q, viewer)
@@ -100,12 +146,15 @@ class Search:
         # sorting thousands of hits never drags their JSON content along.
         cols = [A.c.id, A.c.listed_at]
         relevance = q.sort == "relevance" and bool(q.text_tokens)
+        total = None
         if relevance:
             offset = int((q.cursor or {}).get("o", 0))
+            # The total comes with the ranking (which visits every hit anyway): one text match.
+            counted = func.count().over().label("total")
             if self.pg:
                 tsq = func.plainto_tsquery(literal_column("'simple'::regconfig"), bindparam("tsq2", " ".join(q.text_tokens)))
                 score = func.ts_rank(literal_column("achievements.search_vector"), tsq)
-                stmt = select(*cols, score.label("score")).where(*where)
+                stmt = select(*cols, score.label("score"), counted).where(*where)
             else:
                 # The FTS5 match drives (bm25 must be computed in the query that matches; lower
                 # is better), then each hit finds its achievement through ix_achievements_fts_rowid.
@@ -115,13 +164,15 @@ class Search:
                     .subquery("hits")
                 )
                 stmt = (
-                    select(*cols, hits.c.score.label("score"))
+                    select(*cols, hits.c.score.label("score"), counted)
                     .select_from(hits.join(A, A.c.fts_rowid == hits.c.r))
                     .where(*self._where(q, viewer, with_text=False))
                 )
             stmt = stmt.order_by(literal_column("score").desc(), A.c.listed_at.desc(), A.c.id.desc())
             stmt = stmt.limit(q.limit + 1).offset(offset)
             rows = (await self.s.execute(stmt)).mappings().all()
+            if rows:
+                total = rows[0]["total"]
             more = len(rows) > q.limit
             rows = rows[: q.limit]
             next_cursor = {"s": "relevance", "o": offset + len(rows)} if more else None
@@ -138,7 +189,8 @@ class Search:
             next_cursor = (
                 {"s": "recency", "l": _iso(last["listed_at"]), "i": last["id"]} if more and last else None
             )
-        total = (await self.s.execute(select(func.count()).select_from(A).where(*where))).scalar_one()
+        if total is None:
+            total = await self._total(q, viewer, where)
         docs = {}
         if rows:
             fetched = await self.s.execute(
@@ -149,53 +201,119 @@ class Search:
         hits = [SearchHit(r["id"], float(r["score"]) if r["score"] is not None else None, docs[r["id"]]) for r in rows]
         return SearchResult(hits=hits, next_cursor=next_cursor, total=total)
 
-    def _filtered(self, q: SearchQuery, facet: str) -> bool:
-        return {
-            "ip_type": bool(q.ip_types), "trl": q.trl_min is not None or q.trl_max is not None,
-            "transfer_mode": bool(q.transfer_modes), "status": bool(q.statuses),
-        }[facet]
+    async def _total(self, q: SearchQuery, viewer: Viewer, where: list) -> int:
+        if self._counted(q, viewer) and not q.ipc_prefixes and not q.owner_org_ids:
+            cells = await self._cells_from_counts(q, viewer, own=False)
+            return sum(n for c, n in cells if self._passes(q, c, without=None))
+        return (await self.s.execute(select(func.count()).select_from(A).where(*where))).scalar_one()
 
+    # --- facets ---------------------------------------------------------------------------------
     async def facets(self, q: SearchQuery, viewer: Viewer) -> dict[str, list[dict]]:
         out: dict[str, list[dict]] = {}
-        columns = {"ip_type": A.c.ip_type, "trl": A.c.trl, "status": A.c.status, "transfer_mode": A.c.modes_bits}
-        # Facets whose own filter is not in use share one grouped scan; the others (counted
-        # without their own filter) get one each.
-        shared = [f for f in columns if not self._filtered(q, f)]
-        groups = [shared] if shared else []
-        groups += [[f] for f in columns if f not in shared]
-        for group in groups:
-            without = group[0] if len(group) == 1 and self._filtered(q, group[0]) else None
-            cols = [columns[f] for f in group]
-            rows = (await self.s.execute(
-                select(*cols, func.count()).where(*self._where(q, viewer, without=without)).group_by(*cols)
-            )).all()
-            for i, f in enumerate(group):
-                counts: dict = {}
-                for row in rows:
-                    if f == "transfer_mode":
-                        for m in bits_to_modes(row[i]):
-                            counts[m] = counts.get(m, 0) + row[-1]
-                    else:
-                        counts[row[i]] = counts.get(row[i], 0) + row[-1]
-                out[f] = [{"value": v, "count": n} for v, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-        # IPC subclasses (an achievement with several codes in one subclass counts once).
-        where = self._where(q, viewer, without="ipc_class")
-        rows = await self.s.execute(
-            select(achievement_ipc.c.subclass, func.count(func.distinct(achievement_ipc.c.achievement_id)).label("n"))
-            .select_from(achievement_ipc.join(A, A.c.id == achievement_ipc.c.achievement_id))
-            .where(*where).group_by(achievement_ipc.c.subclass)
-            .order_by(literal_column("n").desc(), achievement_ipc.c.subclass).limit(FACET_LIMIT)
-        )
-        out["ipc_class"] = [{"value": v, "count": n} for v, n in rows]
-        where = self._where(q, viewer, without="institution")
-        rows = await self.s.execute(
-            select(A.c.owner_org_id, organisations.c.name, func.count().label("n"))
-            .select_from(A.outerjoin(organisations, organisations.c.id == A.c.owner_org_id))
-            .where(*where).group_by(A.c.owner_org_id, organisations.c.name)
-            .order_by(literal_column("n").desc(), A.c.owner_org_id).limit(FACET_LIMIT)
-        )
-        out["institution"] = [{"value": v, "label": label, "count": n} for v, label, n in rows]
+        counted = self._counted(q, viewer)
+        # Kind, TRL, mode and status: one set of (status, kind, TRL, modes) groups, from the
+        # count tables or from one grouped query over the hits without those four filters.
+        if counted and not q.ipc_prefixes and not q.owner_org_ids:
+            cells = await self._cells_from_counts(q, viewer, own=True)
+        else:
+            cols = (A.c.status, A.c.ip_type, A.c.trl, A.c.modes_bits)
+            rows = await self.s.execute(
+                select(*cols, func.count()).where(*self._where(q, viewer, cells=False)).group_by(*cols))
+            cells = [((s, t, trl, bits), n) for s, t, trl, bits, n in rows]
+        for facet in CELL_FACETS:
+            counts: dict = {}
+            for cell, n in cells:
+                if not self._passes(q, cell, without=facet):
+                    continue
+                status, ip_type, trl, bits = cell
+                if facet == "transfer_mode":
+                    for m in _modes(bits):
+                        counts[m] = counts.get(m, 0) + n
+                else:
+                    value = {"ip_type": ip_type, "trl": trl, "status": status}[facet]
+                    counts[value] = counts.get(value, 0) + n
+            out[facet] = _ranked(counts)
+        out["ipc_class"] = await self._ipc_facet(q, viewer, counted)
+        out["institution"] = await self._institution_facet(q, viewer, counted)
         return out
+
+    def _passes(self, q: SearchQuery, cell: tuple, *, without: str | None) -> bool:
+        """Whether a (status, kind, TRL, modes) group meets the search's filters on those four,
+        leaving out the filter of facet `without`."""
+        status, ip_type, trl, bits = cell
+        if without != "status" and q.statuses and status not in {s.value for s in q.statuses}:
+            return False
+        if without != "trl" and ((q.trl_min is not None and trl < q.trl_min) or (q.trl_max is not None and trl > q.trl_max)):
+            return False
+        if without != "ip_type" and q.ip_types and ip_type not in {t.value for t in q.ip_types}:
+            return False
+        if without != "transfer_mode" and q.transfer_modes and not bits & modes_to_bits(q.transfer_modes):
+            return False
+        return True
+
+    async def _cells_from_counts(self, q: SearchQuery, viewer: Viewer, *, own: bool) -> list[tuple[tuple, int]]:
+        if own not in self._counted_cells:
+            self._counted_cells[own] = await self._read_cells(viewer, own=own)
+        return self._counted_cells[own]
+
+    async def _read_cells(self, viewer: Viewer, *, own: bool) -> list[tuple[tuple, int]]:
+        fc = facet_cells
+        stmt = select(fc.c.status, fc.c.ip_type, fc.c.trl, fc.c.modes_bits, fc.c.n).where(fc.c.n > 0)
+        if not viewer.reviewer:
+            stmt = stmt.where(fc.c.status.in_(PUBLIC))
+        cells = [((s, t, trl, bits), n) for s, t, trl, bits, n in await self.s.execute(stmt)]
+        if own and not viewer.reviewer and viewer.org:
+            # The status facet also shows the caller's own unlisted achievements (drafts, ...).
+            cols = (A.c.status, A.c.ip_type, A.c.trl, A.c.modes_bits)
+            rows = await self.s.execute(
+                select(*cols, func.count()).where(A.c.owner_org_id == viewer.org, A.c.status.not_in(PUBLIC))
+                .group_by(*cols))
+            cells += [((s, t, trl, bits), n) for s, t, trl, bits, n in rows]
+        return cells
+
+    def _count_statuses(self, q: SearchQuery, viewer: Viewer) -> list[str] | None:
+        return [s.value for s in q.statuses] if q.statuses else (None if viewer.reviewer else PUBLIC)
+
+    async def _ipc_facet(self, q: SearchQuery, viewer: Viewer, counted: bool) -> list[dict]:
+        # IPC subclasses (an achievement with several codes in one subclass counts once).
+        if counted and not q.owner_org_ids and not self._cell_filtered(q):
+            c = facet_ipc_cells
+            n = func.sum(c.c.n).label("n")
+            stmt = select(c.c.subclass, n).group_by(c.c.subclass).having(func.sum(c.c.n) > 0)
+            statuses = self._count_statuses(q, viewer)
+            if statuses is not None:
+                stmt = stmt.where(c.c.status.in_(statuses))
+        else:
+            i = achievement_ipc
+            n = func.count(func.distinct(i.c.achievement_id)).label("n")
+            stmt = (select(i.c.subclass, n).select_from(i.join(A, A.c.id == i.c.achievement_id))
+                    .where(*self._where(q, viewer, without="ipc_class")).group_by(i.c.subclass))
+            stmt = stmt.order_by(literal_column("n").desc(), i.c.subclass).limit(FACET_LIMIT)
+            return [{"value": v, "count": int(k)} for v, k in await self.s.execute(stmt)]
+        stmt = stmt.order_by(literal_column("n").desc(), facet_ipc_cells.c.subclass).limit(FACET_LIMIT)
+        return [{"value": v, "count": int(k)} for v, k in await self.s.execute(stmt)]
+
+    async def _institution_facet(self, q: SearchQuery, viewer: Viewer, counted: bool) -> list[dict]:
+        if counted and not q.ipc_prefixes and not self._cell_filtered(q):
+            c = facet_owner_cells
+            n = func.sum(c.c.n).label("n")
+            stmt = select(c.c.owner_org_id, n).group_by(c.c.owner_org_id).having(func.sum(c.c.n) > 0)
+            statuses = self._count_statuses(q, viewer)
+            if statuses is not None:
+                stmt = stmt.where(c.c.status.in_(statuses))
+            stmt = stmt.order_by(literal_column("n").desc(), c.c.owner_org_id).limit(FACET_LIMIT)
+        else:
+            n = func.count().label("n")
+            stmt = (select(A.c.owner_org_id, n).where(*self._where(q, viewer, without="institution"))
+                    .group_by(A.c.owner_org_id).order_by(literal_column("n").desc(), A.c.owner_org_id)
+                    .limit(FACET_LIMIT))
+        top = [(v, int(k)) for v, k in await self.s.execute(stmt)]
+        names = {}
+        if top:
+            rows = await self.s.execute(select(organisations.c.id, organisations.c.name)
+                                        .where(organisations.c.id.in_([v for v, _ in top])))
+            names = dict(rows.all())
+        return [{"value": v, "label": names.get(v), "count": k} for v, k in top]
 
 
 def _iso(value: datetime) -> str:

@@ -1,6 +1,6 @@
 """The catalog's tables. Search structures that SQLAlchemy cannot describe portably (the FTS5
-virtual table on SQLite, the tsvector column and its GIN index on PostgreSQL) are created by
-migration 0002 and touched only in `store/search.py`."""
+virtual table on SQLite, the tsvector column and its GIN index on PostgreSQL, the triggers that
+keep the facet counts) are created by migrations 0002 and 0004 and read only in `store/search.py`."""
 
 from sqlalchemy import (
     JSON,
@@ -65,7 +65,11 @@ achievements = Table(
     Column("fts_rowid", Integer, nullable=True),  # SQLite: rowid of the FTS5 row
     Index("ix_achievements_status_listed", "status", "listed_at", "id"),
     Index("ix_achievements_expires", "status", "expires_at"),
-    Index("ix_achievements_fts_rowid", "fts_rowid"),
+    Index("ix_achievements_facets", "status", "ip_type", "trl", "modes_bits", "owner_org_id", "price_currency",
+          "price_amount"),
+    # SQLite only (migration 0004): full-text hits find what filters and ties need without the row.
+    Index("ix_achievements_fts_rowid", "fts_rowid", "status", "ip_type", "trl", "modes_bits", "owner_org_id",
+          "listed_at", "id"),
 )
 
 achievement_ipc = Table(
@@ -74,6 +78,32 @@ achievement_ipc = Table(
     Column("code_key", String(40), primary_key=True),  # 'H01M10/052': prefix-matchable
     Column("subclass", String(4), nullable=False),      # 'H01M': the facet
     Index("ix_achievement_ipc_key", "code_key"),
+    Index("ix_achievement_ipc_subclass", "subclass", "achievement_id"),
+)
+
+# Facet counts per combination of values, kept by triggers (migration 0004) in the same
+# transaction as every change of an achievement or its IPC codes; read by store/search.py.
+facet_cells = Table(
+    "facet_cells", metadata,
+    Column("status", String(20), primary_key=True),
+    Column("ip_type", String(30), primary_key=True),
+    Column("trl", Integer, primary_key=True),
+    Column("modes_bits", Integer, primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+facet_owner_cells = Table(
+    "facet_owner_cells", metadata,
+    Column("status", String(20), primary_key=True),
+    Column("owner_org_id", String(64), primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+facet_ipc_cells = Table(
+    "facet_ipc_cells", metadata,
+    Column("status", String(20), primary_key=True),
+    Column("subclass", String(4), primary_key=True),
+    Column("n", Integer, nullable=False),
 )
 
 deal_parties = Table(
