@@ -20,7 +20,10 @@ class Settings(BaseSettings):
     upstream_connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
     upstream_timeout_s: float = Field(default=30.0, gt=0, le=600, description="Read/write timeout per upstream call")
     upstream_max_connections: int = Field(default=200, ge=1, le=10_000)
-    upstream_max_keepalive: int = Field(default=50, ge=0, le=10_000)
+    upstream_max_keepalive: int = Field(default=50, ge=0, le=10_000,
+                                        description="Idle connections kept per service for the OpenAPI fetches (at most 4)")
+    upstream_keepalive_s: float = Field(default=30.0, gt=0, le=3600,
+                                        description="How long an idle proxy connection to a service is kept")
 
     # --- tokens ---------------------------------------------------------------------------
     jwt_secret: str = Field(
@@ -34,6 +37,10 @@ class Settings(BaseSettings):
     token_leeway_s: int = Field(default=10, ge=0, le=300)
     secret_rotation_grace_s: int = Field(
         default=3600, ge=0, le=30 * 86_400, description="How long a rotated client secret keeps working"
+    )
+    token_generations_refresh_s: float = Field(
+        default=2.0, gt=0, le=300,
+        description="How often each replica reads which clients and users were disabled or rotated elsewhere",
     )
     login_max_failures: int = Field(default=5, ge=1, le=100)
     login_lockout_s: int = Field(default=900, ge=1, le=86_400)

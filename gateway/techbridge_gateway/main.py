@@ -7,15 +7,18 @@ and the webhook delivery worker.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.middleware import Middleware
 
 from techbridge_shared.service import ServiceSpec, create_app as create_service_app
 from techbridge_shared.settings import load_settings
@@ -28,7 +31,7 @@ from .config import Settings
 from .console import router as console_router
 from .events.consumer import event_subscription
 from .events.webhooks import DeliveryWorker
-from .proxy.forward import Forwarder
+from .proxy.forward import Forwarder, ProxyRoutes
 from .proxy.openapi import OpenApiAggregator
 from .service import auth
 from .service.context import GatewayContext
@@ -68,21 +71,47 @@ class GatewayParts:
         self.app = app
         self.ctx = ctx
         self.forwarder = Forwarder(ctx)
-        self.openapi = OpenApiAggregator(ctx, app, self.forwarder.clients)
+        self.openapi_clients = openapi_clients(ctx.settings)
+        self.openapi = OpenApiAggregator(ctx, app, self.openapi_clients)
         self.webhooks = DeliveryWorker(ctx)
+        self._generations: asyncio.Task | None = None
 
     async def start(self) -> None:
         self.ctx.runtime = self.app.state.runtime
         await auth.ensure_bootstrap_admin(self.ctx)
         if self.ctx.settings.is_dev and self.ctx.settings.dev_clients:
             await write_dev_clients(self.ctx)
+        await auth.refresh_generations(self.ctx)
+        self._generations = asyncio.create_task(self._refresh_generations(), name="gateway-token-generations")
         self.openapi.start()
         self.webhooks.start()
 
+    async def _refresh_generations(self) -> None:
+        while True:
+            await asyncio.sleep(self.ctx.settings.token_generations_refresh_s)
+            try:
+                await auth.refresh_generations(self.ctx)
+            except Exception as exc:  # keeps what it knows; the next round tries again
+                log.warning("could not refresh token generations: %s", exc)
+
     async def stop(self) -> None:
+        if self._generations is not None:
+            self._generations.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._generations
         await self.webhooks.stop()
         await self.openapi.stop()
         await self.forwarder.aclose()
+        for client in self.openapi_clients.values():
+            await client.aclose()
+
+
+def openapi_clients(s: Settings) -> dict[str, httpx.AsyncClient]:
+    """One small client per service for the OpenAPI fetches (the proxy has its own pool)."""
+    limits = httpx.Limits(max_connections=4, max_keepalive_connections=min(4, s.upstream_max_keepalive))
+    timeout = httpx.Timeout(s.upstream_timeout_s, connect=s.upstream_connect_timeout_s)
+    return {name: httpx.AsyncClient(base_url=url, limits=limits, timeout=timeout, follow_redirects=False)
+            for name, url in s.upstreams().items()}
 
 
 @contextlib.asynccontextmanager
@@ -124,11 +153,17 @@ def _configure(app: FastAPI, ctx: GatewayContext) -> None:
     app.state.gateway = ctx
     app.state.parts = parts
 
+    # Proxied paths are answered by pure ASGI middleware inside the request-context middleware
+    # (request id, trace, metrics, access log); the routes are there for the metrics' labels
+    # and for anything that lists the app's routes.
+    routes = {}
     for service in ctx.settings.upstreams():
         async def endpoint(request: Request, _service=service):
             return await parts.forwarder.forward(_service, request)
 
         app.add_route(f"/api/v1/{service}/{{path:path}}", endpoint, methods=PROXY_METHODS, include_in_schema=False)
+        routes[service] = app.router.routes[-1]
+    app.user_middleware.append(Middleware(ProxyRoutes, forwarder=parts.forwarder, routes=routes))
 
     # The merged document replaces the gateway's own at /openapi.json; /docs renders it.
     app.openapi = parts.openapi.merged

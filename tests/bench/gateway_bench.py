@@ -4,22 +4,27 @@
    and through the gateway, at the same concurrency, in one run. The service is a stand-in that
    verifies the forwarded identity exactly as the real services do (`require_identity`) and
    answers a small JSON body, so the difference is the gateway's own work (JWT check, rate
-   limit, header rewriting, signing, proxying). Both run as real processes (uvicorn).
+   limit, header rewriting, signing, proxying). Both run as real processes (uvicorn), and the
+   load comes from `http_load` (raw asyncio HTTP/1.1 keep-alive client in a process of its own)
+   at each concurrency in turn, direct then through the gateway. Besides latency and
+   throughput it reports the CPU time each process spent per request (from /proc), which is
+   what the gateway really costs and is much less noisy than wall time on a shared machine.
    Goal: the gateway adds at most 2 ms at p50 and keeps at least 70 % of direct throughput.
 2. Webhook fan-out: events published to a real Kafka broker, consumed by the gateway and
    delivered to 10 subscribers (one local receiver process): delivered events per second.
 
-    .venv/bin/python tests/bench/gateway_bench.py [--requests 4000] [--concurrency 16] [--events 300]
+    .venv/bin/python tests/bench/gateway_bench.py [--requests 6000] [--concurrency 1,4,16,64] [--events 300]
+                                                  [--skip-fan-out]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +37,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "tests" / "bench" / "results" / "gateway_bench.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import http_load  # noqa: E402
+from http_load import cpu_seconds  # noqa: E402
 SECRET = "bench-internal-secret-0123456789abcdef"
 HOOK_SECRET = "bench-hook-secret-0123456789"
 
@@ -100,33 +109,15 @@ def free_port() -> int:
 
 
 # --- load ---------------------------------------------------------------------------------------
-async def load(url: str, headers_for, requests: int, concurrency: int) -> dict:
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-        for _ in range(concurrency * 5):  # warm up connections and caches
-            await client.get(url, headers=headers_for())
-        remaining = requests
-
-        async def worker():
-            nonlocal remaining, errors
-            while remaining > 0:
-                remaining -= 1
-                started = time.perf_counter()
-                r = await client.get(url, headers=headers_for())
-                latencies.append(time.perf_counter() - started)
-                errors += r.status_code != 200
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "requests": len(latencies), "errors": errors, "rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 3),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 3),
+def measure(url: str, headers, requests: int, concurrency: int, pids: dict[str, int]) -> dict:
+    """One load run, with the CPU seconds each named process spent per request meanwhile."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    result = http_load.run(url, headers, requests=requests, concurrency=concurrency)
+    result["cpu_us_per_request"] = {
+        name: round((cpu_seconds(pid) - before[name]) / result["requests"] * 1e6, 1) for name, pid in pids.items()
     }
+    result["cpu_us_per_request"]["load"] = result.pop("load_cpu_us_per_request")
+    return result
 
 
 def gateway_env(tmp: Path, port: int, upstream: str, kafka: str) -> dict[str, str]:
@@ -139,15 +130,16 @@ def gateway_env(tmp: Path, port: int, upstream: str, kafka: str) -> dict[str, st
     }
 
 
-async def proxy_overhead(tmp: Path, kafka: str, requests: int, concurrency: int) -> dict:
+def proxy_overhead(tmp: Path, kafka: str, requests: int, concurrencies: list[int]) -> dict:
     from techbridge_shared.identity import Identity, identity_headers
 
     up_port, gw_port = free_port(), free_port()
     procs = [spawn([__file__, "--serve-upstream", str(up_port)], {}, tmp / "upstream.log")]
     try:
         wait_http(f"http://127.0.0.1:{up_port}/docs")
-        procs.append(spawn(["-m", "techbridge_gateway"], gateway_env(tmp, gw_port, f"http://127.0.0.1:{up_port}", kafka),
-                           tmp / "gateway.log"))
+        env = gateway_env(tmp, gw_port, f"http://127.0.0.1:{up_port}", kafka)
+        env.pop("GATEWAY_WEBHOOK_POLL_INTERVAL_S")  # the default: no webhooks in this part
+        procs.append(spawn(["-m", "techbridge_gateway"], env, tmp / "gateway.log"))
         wait_http(f"http://127.0.0.1:{gw_port}/health/live")
         secrets = json.loads((tmp / "dev-clients.json").read_text())
         r = httpx.post(f"http://127.0.0.1:{gw_port}/auth/token", data={"grant_type": "client_credentials"},
@@ -155,14 +147,24 @@ async def proxy_overhead(tmp: Path, kafka: str, requests: int, concurrency: int)
         bearer = {"Authorization": "Bearer " + r.json()["access_token"]}
         who = Identity(sub="dev-partner", roles=frozenset({"partner"}), client_id="dev-partner")
         path = "/api/v1/catalog/ping"
-        direct = await load(f"http://127.0.0.1:{up_port}{path}", lambda: identity_headers(who, SECRET, "GET", path),
-                            requests, concurrency)
-        via = await load(f"http://127.0.0.1:{gw_port}{path}", lambda: bearer, requests, concurrency)
-        return {
-            "concurrency": concurrency, "direct": direct, "gateway": via,
-            "added_p50_ms": round(via["p50_ms"] - direct["p50_ms"], 3),
-            "throughput_kept": round(via["rps"] / direct["rps"], 3),
-        }
+        pids = {"upstream": procs[0].pid, "gateway": procs[1].pid}
+        runs = []
+        for concurrency in concurrencies:
+            direct = measure(f"http://127.0.0.1:{up_port}{path}",
+                             lambda: identity_headers(who, SECRET, "GET", path), requests, concurrency, pids)
+            via = measure(f"http://127.0.0.1:{gw_port}{path}", bearer, requests, concurrency, pids)
+            run = {
+                "concurrency": concurrency, "direct": direct, "gateway": via,
+                "added_p50_ms": round(via["p50_ms"] - direct["p50_ms"], 3),
+                "throughput_kept": round(via["rps"] / direct["rps"], 3),
+                "gateway_cpu_us_per_request": via["cpu_us_per_request"]["gateway"],
+            }
+            print(f"c={concurrency:>3}  direct {direct['rps']:>7} req/s p50 {direct['p50_ms']:>7} ms  "
+                  f"gateway {via['rps']:>7} req/s p50 {via['p50_ms']:>7} ms  added p50 {run['added_p50_ms']} ms  "
+                  f"kept {run['throughput_kept']:.0%}  gateway CPU {run['gateway_cpu_us_per_request']} us/req",
+                  file=sys.stderr, flush=True)
+            runs.append(run)
+        return {"requests_per_run": requests, "runs": runs}
     finally:
         for p in procs:
             p.terminate()
@@ -225,9 +227,10 @@ async def fan_out(tmp: Path, kafka: str, events: int, subscribers: int = 10) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=6000)
+    parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated concurrencies")
     parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--skip-fan-out", action="store_true")
     parser.add_argument("--serve-upstream", type=int)
     parser.add_argument("--serve-receiver", type=int)
     args = parser.parse_args()
@@ -243,16 +246,24 @@ def main() -> None:
         broker = KafkaBroker(tmp / "kafka")
         broker.start()
         try:
-            overhead = asyncio.run(proxy_overhead(tmp, broker.bootstrap, args.requests, args.concurrency))
-            fanout = asyncio.run(fan_out(tmp, broker.bootstrap, args.events))
+            load_before = os.getloadavg()
+            overhead = proxy_overhead(tmp, broker.bootstrap, args.requests,
+                                      [int(c) for c in args.concurrency.split(",")])
+            load_after = os.getloadavg()
+            fanout = None if args.skip_fan_out else asyncio.run(fan_out(tmp, broker.bootstrap, args.events))
         finally:
             broker.stop()
-    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-              "proxy": overhead, "webhook_fan_out": fanout}
+    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "load_average_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)]},
+              "proxy": overhead}
+    if fanout is not None:
+        result["webhook_fan_out"] = fanout
+    else:  # keep the last fan-out figures
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            result["webhook_fan_out"] = json.loads(OUT.read_text())["webhook_fan_out"]
     print(json.dumps(result, indent=2))
-    out = ROOT / "tests" / "bench" / "results" / "gateway_bench.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
