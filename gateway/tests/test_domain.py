@@ -250,3 +250,24 @@ def test_verified_token_cache_still_expires_tokens():
     forged = tok[:-2] + ("AA" if not tok.endswith("AA") else "BB")
     with pytest.raises(InvalidToken):
         cache.verify(forged, now=1_000_010)
+
+
+def test_token_generation_is_carried_and_checked():
+    from techbridge_gateway.domain.tokens import TokenGenerations, VerifiedTokens, account_key
+
+    tok, _ = ISSUER.issue(WHO, now=1_000_000, generation=3)
+    identity, _, generation = ISSUER.verify_full(tok, now=1_000_001)
+    assert identity == WHO and generation == 3
+    old, _ = ISSUER.issue(WHO, now=1_000_000)
+    assert ISSUER.verify_full(old, now=1_000_001)[2] == 0
+    assert VerifiedTokens(ISSUER).verify_with_generation(tok, now=1_000_001) == (WHO, 3)
+
+    gens = TokenGenerations()
+    assert gens.accepts(WHO, 0), "an account never disabled or rotated accepts every token"
+    gens.raise_to(account_key(WHO), 3)
+    assert gens.accepts(WHO, 3) and gens.accepts(WHO, 4) and not gens.accepts(WHO, 2)
+    gens.merge({account_key(WHO): 1})  # a store read older than what this replica did itself
+    assert gens.current(account_key(WHO)) == 3
+    user = Identity(sub=WHO.sub, kind="user", roles=frozenset({"enterprise"}))
+    assert account_key(user) != account_key(WHO), "a user and a client of the same id are different accounts"
+    assert gens.accepts(user, 0)

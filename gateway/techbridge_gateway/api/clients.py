@@ -61,6 +61,7 @@ class UserOut(BaseModel):
     name: str
     org_id: str | None
     roles: list[str]
+    disabled: bool
     locked_until: datetime | None
     created_at: datetime
 
@@ -95,7 +96,8 @@ async def get_client(client_id: str, _: Identity = Depends(admin), ctx: GatewayC
 
 @router.post("/clients/{client_id}/secret", response_model=ClientWithSecret, name="rotate-secret",
              summary="Rotate a client's secret (admin)",
-             description="Issues a new secret; the old one keeps working for the configured grace period.",
+             description="Issues a new secret; the old one keeps working for the configured grace period "
+                         "(to get new tokens), and every token issued before the rotation is refused at once.",
              responses=problem_responses(401, 403, 404))
 async def rotate_secret(client_id: str, _: Identity = Depends(admin), ctx: GatewayContext = Depends(context)):
     row, secret, until = await auth.rotate_secret(ctx, client_id)
@@ -103,7 +105,7 @@ async def rotate_secret(client_id: str, _: Identity = Depends(admin), ctx: Gatew
 
 
 @router.post("/clients/{client_id}/disable", response_model=ClientOut, name="disable",
-             summary="Disable a client: no new tokens, its API keys stop working (admin)",
+             summary="Disable a client: its tokens and API keys stop working at once, no new tokens (admin)",
              responses=problem_responses(401, 403, 404))
 async def disable_client(client_id: str, _: Identity = Depends(admin), ctx: GatewayContext = Depends(context)):
     return _client(await auth.set_client_disabled(ctx, client_id, True))
@@ -147,3 +149,16 @@ async def create_user(body: UserIn, _: Identity = Depends(admin), ctx: GatewayCo
                    summary="Lift a sign-in lock-out (admin)", responses=problem_responses(401, 403, 404))
 async def unlock_user(user_id: str, _: Identity = Depends(admin), ctx: GatewayContext = Depends(context)):
     return _user(await auth.unlock_user(ctx, user_id))
+
+
+@users_router.post("/users/{user_id}/disable", response_model=UserOut, name="disable",
+                   summary="Disable a user: sign-in refused, every token the user holds stops working at once (admin)",
+                   responses=problem_responses(401, 403, 404))
+async def disable_user(user_id: str, _: Identity = Depends(admin), ctx: GatewayContext = Depends(context)):
+    return _user(await auth.set_user_disabled(ctx, user_id, True))
+
+
+@users_router.post("/users/{user_id}/enable", response_model=UserOut, name="enable",
+                   summary="Enable a disabled user (admin)", responses=problem_responses(401, 403, 404))
+async def enable_user(user_id: str, _: Identity = Depends(admin), ctx: GatewayContext = Depends(context)):
+    return _user(await auth.set_user_disabled(ctx, user_id, False))

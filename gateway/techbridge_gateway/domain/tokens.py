@@ -30,8 +30,9 @@ class TokenIssuer:
     ttl_s: int
     leeway_s: int = 10
 
-    def issue(self, identity: Identity, now: float | None = None) -> tuple[str, int]:
-        """A signed token for `identity` and its lifetime in seconds."""
+    def issue(self, identity: Identity, now: float | None = None, generation: int = 0) -> tuple[str, int]:
+        """A signed token for `identity` and its lifetime in seconds; `generation` is the
+        account's token generation (see `TokenGenerations`)."""
         issued = int(now if now is not None else time.time())
         claims = {
             "iss": self.issuer,
@@ -45,6 +46,7 @@ class TokenIssuer:
             "org": identity.org,
             "roles": sorted(identity.roles),
             "kind": identity.kind,
+            "gen": generation,
         }
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM, headers={"typ": "JWT"}), self.ttl_s
 
@@ -52,6 +54,11 @@ class TokenIssuer:
         return self.verify_with_expiry(token, now)[0]
 
     def verify_with_expiry(self, token: str, now: float | None = None) -> tuple[Identity, int]:
+        identity, exp, _ = self.verify_full(token, now)
+        return identity, exp
+
+    def verify_full(self, token: str, now: float | None = None) -> tuple[Identity, int, int]:
+        """The identity, expiry and token generation (0 when the token has none)."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -81,8 +88,8 @@ class TokenIssuer:
                 roles=frozenset(claims.get("roles") or ()),
                 client_id=claims.get("client_id"),
                 kind=claims.get("kind") or "client",
-            ), int(claims["exp"])
-        except ValueError:
+            ), int(claims["exp"]), int(claims.get("gen") or 0)
+        except (TypeError, ValueError):
             raise InvalidToken("token carries an unknown role or identity kind") from None
 
 
@@ -106,15 +113,54 @@ class VerifiedTokens:
     def __init__(self, issuer: TokenIssuer, max_entries: int = 10_000):
         self.issuer = issuer
         self.max_entries = max_entries
-        self._seen: dict[str, tuple[Identity, int]] = {}
+        self._seen: dict[str, tuple[Identity, int, int]] = {}
 
     def verify(self, token: str, now: float | None = None) -> Identity:
+        return self.verify_with_generation(token, now)[0]
+
+    def verify_with_generation(self, token: str, now: float | None = None) -> tuple[Identity, int]:
         current = time.time() if now is None else now
         hit = self._seen.get(token)
         if hit is not None and hit[1] + self.issuer.leeway_s > current:
-            return hit[0]
-        identity, exp = self.issuer.verify_with_expiry(token, current)
+            return hit[0], hit[2]
+        identity, exp, generation = self.issuer.verify_full(token, current)
         if len(self._seen) >= self.max_entries:
             self._seen.clear()  # rare; simpler and cheaper than LRU bookkeeping per request
-        self._seen[token] = (identity, exp)
-        return identity
+        self._seen[token] = (identity, exp, generation)
+        return identity, generation
+
+
+def account_key(identity: Identity) -> str:
+    """Whose token generation applies: the user's for people, the client's otherwise."""
+    if identity.kind == "user":
+        return f"user:{identity.sub}"
+    return f"client:{identity.client_id or identity.sub}"
+
+
+class TokenGenerations:
+    """Each account's current token generation, so tokens issued before a disable or a secret
+    rotation stop working at once instead of living out their lifetime.
+
+    An account starts at generation 0 and moves up by one when it is disabled (users and
+    clients) or its secret is rotated (clients); a token carries the generation its account had
+    when it was issued, and one older than the account's current generation is refused. Only
+    accounts past generation 0 are kept. Generations only ever go up, so merging what the store
+    says (other replicas' changes) with what this replica already knows takes the larger one.
+    """
+
+    def __init__(self) -> None:
+        self._current: dict[str, int] = {}
+
+    def current(self, key: str) -> int:
+        return self._current.get(key, 0)
+
+    def raise_to(self, key: str, generation: int) -> None:
+        if generation > self._current.get(key, 0):
+            self._current[key] = generation
+
+    def merge(self, known: dict[str, int]) -> None:
+        for key, generation in known.items():
+            self.raise_to(key, generation)
+
+    def accepts(self, identity: Identity, generation: int) -> bool:
+        return generation >= self._current.get(account_key(identity), 0)

@@ -15,7 +15,7 @@ from techbridge_shared.errors import Conflict, FieldError, NotFound, Problem, Un
 from techbridge_shared.identity import ROLES, Identity
 
 from ..domain import accounts
-from ..domain.tokens import InvalidToken
+from ..domain.tokens import InvalidToken, account_key
 from ..store import repositories as repo
 from .context import GatewayContext
 
@@ -61,9 +61,12 @@ async def authenticate(ctx: GatewayContext, headers) -> Identity | None:
     if value.startswith(accounts.API_KEY_PREFIX + "_"):
         return await _api_key_identity(ctx, value)
     try:
-        return ctx.tokens.verify(value)
+        identity, generation = ctx.tokens.verify_with_generation(value)
     except InvalidToken as exc:
         raise unauthorized(str(exc)) from None
+    if not ctx.generations.accepts(identity, generation):
+        raise unauthorized("token revoked: the account was disabled or its secret rotated since it was issued")
+    return identity
 
 
 async def _api_key_identity(ctx: GatewayContext, raw: str) -> Identity:
@@ -125,7 +128,8 @@ async def token_for_client(ctx: GatewayContext, client_id: str, secret: str) -> 
         raise InvalidClient("unknown client or wrong secret")
     identity = Identity(sub=client_id, org=client["org_id"], roles=frozenset(client["roles"]),
                         client_id=client_id, kind="client")
-    token, ttl = ctx.issuer.issue(identity)
+    ctx.generations.raise_to(account_key(identity), client["token_generation"])
+    token, ttl = ctx.issuer.issue(identity, generation=client["token_generation"])
     return token, ttl, identity
 
 
@@ -150,7 +154,8 @@ async def token_for_user(ctx: GatewayContext, email: str, password: str) -> tupl
             await repo.update_user(uow.session, user["user_id"], failed_logins=0, locked_until=None)
             await uow.commit()
     identity = Identity(sub=user["user_id"], org=user["org_id"], roles=frozenset(user["roles"]), kind="user")
-    token, ttl = ctx.issuer.issue(identity)
+    ctx.generations.raise_to(account_key(identity), user["token_generation"])
+    token, ttl = ctx.issuer.issue(identity, generation=user["token_generation"])
     return token, ttl, identity
 
 
@@ -212,18 +217,27 @@ async def rotate_secret(ctx: GatewayContext, client_id: str) -> tuple[dict, str,
             previous_secret_hash=client["secret_hash"] if grace else None, previous_valid_until=until,
             updated_at=now,
         )
+        # Tokens issued before the rotation stop working (the old secret, within its grace
+        # period, still gets new ones).
+        await repo.next_client_generation(uow.session, client_id)
         await uow.commit()
         client = await repo.get_client(uow.session, client_id)
+    ctx.generations.raise_to(f"client:{client_id}", client["token_generation"])
     return client, secret, until
 
 
 async def set_client_disabled(ctx: GatewayContext, client_id: str, disabled: bool) -> dict:
+    """Disabling refuses new tokens, the client's API keys and, at once, every token it holds."""
     async with ctx.uow() as uow:
         if await repo.get_client(uow.session, client_id) is None:
             raise NotFound(f"client {client_id} not found")
         await repo.update_client(uow.session, client_id, disabled=disabled, updated_at=now_utc())
+        if disabled:
+            await repo.next_client_generation(uow.session, client_id)
         await uow.commit()
-        return await repo.get_client(uow.session, client_id)
+        client = await repo.get_client(uow.session, client_id)
+    ctx.generations.raise_to(f"client:{client_id}", client["token_generation"])
+    return client
 
 
 async def create_api_key(ctx: GatewayContext, client_id: str) -> tuple[str, str]:
@@ -265,6 +279,26 @@ async def create_user(
         return await repo.get_user(uow.session, user_id)
 
 
+async def set_user_disabled(ctx: GatewayContext, user_id: str, disabled: bool) -> dict:
+    """Disabling refuses sign-in and, at once, every token the user holds."""
+    async with ctx.uow() as uow:
+        if await repo.get_user(uow.session, user_id) is None:
+            raise NotFound(f"user {user_id} not found")
+        await repo.update_user(uow.session, user_id, disabled=disabled)
+        if disabled:
+            await repo.next_user_generation(uow.session, user_id)
+        await uow.commit()
+        user = await repo.get_user(uow.session, user_id)
+    ctx.generations.raise_to(f"user:{user_id}", user["token_generation"])
+    return user
+
+
+async def refresh_generations(ctx: GatewayContext) -> None:
+    """Learn what other replicas disabled or rotated (this one knows its own changes at once)."""
+    async with ctx.uow() as uow:
+        ctx.generations.merge(await repo.token_generations(uow.session))
+
+
 async def unlock_user(ctx: GatewayContext, user_id: str) -> dict:
     async with ctx.uow() as uow:
         if await repo.get_user(uow.session, user_id) is None:
@@ -299,6 +333,7 @@ async def ensure_bootstrap_admin(ctx: GatewayContext) -> None:
         elif not ctx.hasher.verify(client["secret_hash"], s.bootstrap_admin_secret):
             await repo.update_client(uow.session, s.bootstrap_admin_client_id,
                                      secret_hash=ctx.hasher.hash(s.bootstrap_admin_secret), updated_at=now_utc())
+            await repo.next_client_generation(uow.session, s.bootstrap_admin_client_id)
         await uow.commit()
 
 
@@ -323,6 +358,7 @@ async def ensure_dev_clients(ctx: GatewayContext, known: dict[str, str]) -> dict
                 )
             else:
                 await repo.update_client(uow.session, client_id, secret_hash=ctx.hasher.hash(secret), updated_at=now)
+                await repo.next_client_generation(uow.session, client_id)
             out[client_id] = secret
         await uow.commit()
     return out

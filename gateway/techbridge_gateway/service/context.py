@@ -11,7 +11,7 @@ from techbridge_shared.service import ServiceRuntime
 from ..config import Settings
 from ..domain.accounts import Hasher, LockoutPolicy
 from ..domain.ratelimit import RateLimiter
-from ..domain.tokens import TokenIssuer, VerifiedTokens
+from ..domain.tokens import TokenGenerations, TokenIssuer, VerifiedTokens
 
 
 @dataclass
@@ -20,6 +20,7 @@ class GatewayContext:
     runtime: ServiceRuntime | None = None
     issuer: TokenIssuer = field(init=False)
     tokens: VerifiedTokens = field(init=False)
+    generations: TokenGenerations = field(init=False)
     hasher: Hasher = field(init=False)
     lockout: LockoutPolicy = field(init=False)
     client_limiter: RateLimiter = field(init=False)
@@ -31,6 +32,7 @@ class GatewayContext:
         s = self.settings
         self.issuer = TokenIssuer(s.jwt_secret, s.jwt_issuer, s.jwt_audience, s.token_ttl_s, s.token_leeway_s)
         self.tokens = VerifiedTokens(self.issuer)
+        self.generations = TokenGenerations()
         self.hasher = Hasher(s.password_time_cost, s.password_memory_kib)
         self.lockout = LockoutPolicy(s.login_max_failures, timedelta(seconds=s.login_lockout_s))
         self.client_limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)

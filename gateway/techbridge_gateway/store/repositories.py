@@ -80,6 +80,27 @@ async def update_user(s: AsyncSession, user_id: str, **values) -> None:
     await s.execute(sa.update(users).where(users.c.user_id == user_id).values(**values))
 
 
+async def next_client_generation(s: AsyncSession, client_id: str) -> None:
+    await s.execute(sa.update(api_clients).where(api_clients.c.client_id == client_id)
+                    .values(token_generation=api_clients.c.token_generation + 1))
+
+
+async def next_user_generation(s: AsyncSession, user_id: str) -> None:
+    await s.execute(sa.update(users).where(users.c.user_id == user_id)
+                    .values(token_generation=users.c.token_generation + 1))
+
+
+async def token_generations(s: AsyncSession) -> dict[str, int]:
+    """`client:<id>` and `user:<id>` -> generation, for every account past its first."""
+    out = {}
+    for r in await s.execute(sa.select(api_clients.c.client_id, api_clients.c.token_generation)
+                             .where(api_clients.c.token_generation > 0)):
+        out[f"client:{r[0]}"] = r[1]
+    for r in await s.execute(sa.select(users.c.user_id, users.c.token_generation).where(users.c.token_generation > 0)):
+        out[f"user:{r[0]}"] = r[1]
+    return out
+
+
 # --- subscriptions ----------------------------------------------------------------------------
 async def insert_subscription(s: AsyncSession, **values) -> None:
     await s.execute(sa.insert(subscriptions).values(**values))

@@ -24,6 +24,8 @@ api_clients = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    # Raised by disable and secret rotation: access tokens of an earlier generation are refused.
+    sa.Column("token_generation", sa.Integer, nullable=False, server_default="0"),
 )
 
 api_keys = sa.Table(
@@ -47,6 +49,8 @@ users = sa.Table(
     sa.Column("locked_until", TS, nullable=True),
     sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", TS, nullable=False),
+    # Raised by disable: access tokens of an earlier generation are refused.
+    sa.Column("token_generation", sa.Integer, nullable=False, server_default="0"),
 )
 
 subscriptions = sa.Table(
