@@ -9,6 +9,10 @@ The HMAC covers the timestamp, the identity, the method and the path, keyed by a
 the gateway and the services hold, so an outside caller can neither forge an identity nor
 replay one against another endpoint or after the window. Services use `require_identity`
 (and `require_roles`) on every /api route; object-level rules stay in each service.
+
+Rotating that secret without refusing anything: services are given the new secret as
+`internal_auth_secret` and the old one in `internal_auth_previous_secrets` (they accept both),
+then the gateway switches to signing with the new one, then the old one is dropped.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Literal
 
 from fastapi import Depends, Request
@@ -66,7 +71,11 @@ def identity_headers(identity: Identity, secret: str, method: str, path: str, no
     }
 
 
-def verify_identity(headers, secret: str, method: str, path: str, now: float | None = None) -> Identity:
+def verify_identity(headers, secret: str | Sequence[str], method: str, path: str,
+                    now: float | None = None) -> Identity:
+    """The identity the gateway signed, or 401. `secret` is one secret or several accepted ones
+    (the current first, then previous ones during a rotation)."""
+    secrets = (secret,) if isinstance(secret, str) else tuple(secret)
     encoded = headers.get(IDENTITY_HEADER)
     signature = headers.get(SIGNATURE_HEADER)
     if not encoded or not signature:
@@ -80,7 +89,7 @@ def verify_identity(headers, secret: str, method: str, path: str, now: float | N
     current = now if now is not None else time.time()
     if abs(current - timestamp) > MAX_SKEW_S:
         raise Unauthorized("identity signature expired")
-    if not hmac.compare_digest(given, _mac(secret, timestamp, encoded, method, path)):
+    if not any(hmac.compare_digest(given, _mac(s, timestamp, encoded, method, path)) for s in secrets if s):
         raise Unauthorized("identity signature does not match")
     try:
         raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
@@ -89,10 +98,22 @@ def verify_identity(headers, secret: str, method: str, path: str, now: float | N
         raise Unauthorized("malformed identity") from None
 
 
+@lru_cache(maxsize=16)
+def _secrets(current: str, previous: str) -> tuple[str, ...]:
+    earlier = [p.strip() for p in previous.split(",") if p.strip() and p.strip() != current]
+    return (current, *dict.fromkeys(earlier))
+
+
+def accepted_secrets(settings) -> tuple[str, ...]:
+    """The secrets a service accepts: `internal_auth_secret`, then each of the comma-separated
+    `internal_auth_previous_secrets` (absent on settings objects without it: none)."""
+    return _secrets(settings.internal_auth_secret, getattr(settings, "internal_auth_previous_secrets", "") or "")
+
+
 def require_identity(request: Request) -> Identity:
     """FastAPI dependency: the verified caller, or 401 problem+json."""
-    secret = request.app.state.runtime.settings.internal_auth_secret
-    return verify_identity(request.headers, secret, request.method, request.url.path)
+    secrets = accepted_secrets(request.app.state.runtime.settings)
+    return verify_identity(request.headers, secrets, request.method, request.url.path)
 
 
 def require_roles(*roles: str) -> Callable[..., Identity]:

@@ -60,6 +60,11 @@ class ServiceSettings(BaseServiceSettings):
         default=DEV_SECRET_PREFIX + "internal-auth-secret",
         description="Shared by the gateway and the services to sign and verify forwarded identities",
     )
+    internal_auth_previous_secrets: str = Field(
+        default="",
+        description="Comma-separated earlier internal auth secrets that services still accept during a "
+        "rotation (the gateway always signs with internal_auth_secret)",
+    )
     database_startup_timeout_s: float = Field(
         default=10.0, ge=0, le=600, description="How long to wait for the store at start-up"
     )
