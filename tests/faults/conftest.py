@@ -1,20 +1,30 @@
-"""The whole platform as real processes on a broker of its own, so a fault test may stop it."""
+"""The whole platform as real processes on a Kafka broker and a PostgreSQL server of its own,
+so a fault test may stop and restart either without disturbing other suites."""
 
+import asyncio
+import os
 import random
+import shutil
+import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 E2E = str(Path(__file__).resolve().parents[1] / "e2e")
-if E2E not in sys.path:
-    sys.path.insert(0, E2E)
+HERE = str(Path(__file__).resolve().parent)
+for _path in (E2E, HERE):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from e2e_platform import Partner, start_platform  # noqa: E402
 
 from techbridge_catalog.domain.rules import credit_code_check_char  # noqa: E402
-from techbridge_shared.testing.kafka_broker import KafkaBroker  # noqa: E402
+from techbridge_shared.testing.kafka_broker import KafkaBroker, free_port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CODE_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
@@ -29,9 +39,65 @@ def fault_broker(tmp_path_factory):
         broker.stop()
 
 
+class PostgresServer:
+    """A PostgreSQL cluster of the fault suite's own, run by deploy/postgres/pg.sh on a free port
+    and a data directory of its own (outside pytest's temporary tree, which the server's user
+    may not reach)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.data = Path(f"/tmp/techbridge-faults-pg-{self.port}-{uuid.uuid4().hex[:6]}")
+        self.env = {k: v for k, v in os.environ.items() if k != "TECHBRIDGE_PG_URL"}
+        self.env.update(TECHBRIDGE_PG_PORT=str(self.port), TECHBRIDGE_PG_DATA=str(self.data))
+        self.url = ""
+
+    def _pg(self, action: str) -> str:
+        done = subprocess.run([str(ROOT / "deploy/postgres/pg.sh"), action], env=self.env, capture_output=True,
+                              text=True, timeout=180)
+        assert done.returncode == 0, f"pg.sh {action}: {done.stderr[-2000:]}"
+        return done.stdout.strip()
+
+    def start(self) -> None:
+        self.url = self._pg("start").splitlines()[-1]
+
+    def stop(self) -> None:
+        self._pg("stop")
+
+    def create_database(self, label: str) -> str:
+        import asyncpg
+
+        name = f"tb_{label}_{uuid.uuid4().hex[:10]}"
+
+        async def run():
+            conn = await asyncpg.connect(self.url.replace("postgresql+asyncpg://", "postgresql://") + "/postgres")
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await conn.close()
+
+        with ThreadPoolExecutor(max_workers=1) as pool:  # works under a running event loop too
+            pool.submit(asyncio.run, run()).result()
+        return f"{self.url}/{name}"
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def fault_platform(tmp_path_factory, fault_broker, pg_url_factory):
-    started = start_platform(tmp_path_factory.mktemp("fault-platform"), fault_broker.bootstrap, pg_url_factory)
+def fault_postgres():
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def fault_platform(tmp_path_factory, fault_broker, fault_postgres):
+    started = start_platform(tmp_path_factory.mktemp("fault-platform"), fault_broker.bootstrap,
+                             fault_postgres.create_database)
     try:
         yield started
     finally:
