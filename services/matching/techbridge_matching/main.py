@@ -15,6 +15,7 @@ from techbridge_shared.service import ServiceRuntime, ServiceSpec, background_lo
 from techbridge_shared.settings import ConfigurationError, load_settings
 
 from .api import demands as demands_api
+from .api import proposals as proposals_api
 from .api import transfers as transfers_api
 from .config import Settings
 from .events import consumed
@@ -84,7 +85,7 @@ def build_spec(settings: Settings | None = None, clock: Callable[[], datetime] =
         settings=settings,
         metadata=metadata,
         migrations_dir=MIGRATIONS_DIR,
-        routers=[demands_api.router, transfers_api.router],
+        routers=[demands_api.router, proposals_api.router, transfers_api.router],
         publishes=list(TOPICS),
         subscriptions=[consumed.subscription(indexer, group=settings.achievement_consumer_group)],
         configure_app=configure,

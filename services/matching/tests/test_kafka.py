@@ -83,3 +83,19 @@ async def test_deal_events_reach_the_transfer_topic_keyed_by_deal(live_api, kafk
     assert [e["type"] for e in events] == ["techbridge.matching.transfer.proposed.v1", "techbridge.matching.transfer.cancelled.v1"]
     assert all(e["_key"] == deal["id"] for e in events)
     assert events[0]["data"]["achievement_titles"] == [a["title_zh"]]
+
+
+async def test_proposal_events_reach_the_demand_topic_keyed_by_demand(live_api, kafka_bootstrap):
+    api = live_api
+    a = achievement_data()
+    await api.apply(catalog_event("published", a))
+    demand = await api.published_demand(ENTERPRISE)
+    r = await api.post(f"/demands/{demand['id']}/proposals", UNIVERSITY, json={"achievement_ids": [a["achievement_id"]], "message": "fits"})
+    pid = r.json()["id"]
+    await api.post(f"/demands/{demand['id']}/proposals/{pid}/reject", ENTERPRISE, json={"reason": "timing"})
+    events = await read_events(kafka_bootstrap, "techbridge.matching.demand.v1", {demand["id"]}, want=3)
+    assert [e["type"] for e in events] == ["techbridge.matching.demand.published.v1",
+                                           "techbridge.matching.demand.proposal-submitted.v1",
+                                           "techbridge.matching.demand.proposal-rejected.v1"]
+    assert all(e["_key"] == demand["id"] for e in events)
+    assert events[2]["data"]["proposal_id"] == pid and events[2]["data"]["reject_reason"] == "timing"

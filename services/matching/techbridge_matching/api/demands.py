@@ -1,4 +1,4 @@
-"""Demands, proposals, matches and declines: /api/v1/matching/demands/..."""
+"""Demands, matches and declines: /api/v1/matching/demands/... (proposals: api/proposals.py)"""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .convert import demand_out, money
 from .deps import engine_of, idempotent_write, now_of
 from .schemas import (
     AchievementMatch, AchievementMatches, CloseIn, DeclineIn, DeclineOut, DemandFields, DemandMatch, DemandMatches,
-    DemandOut, Explanation, ProposalIn, ProposalOut,
+    DemandOut, Explanation,
 )
 
 router = APIRouter(prefix="/api/v1/matching", tags=["demands"])
@@ -93,26 +93,6 @@ for _action, _summary in (("publish", "Publish a draft: it becomes visible and m
     router.add_api_route(f"/demands/{{demand_id}}/{_action}", _transition(_action), methods=["POST"],
                          response_model=DemandOut, name=f"{_action}_demand", summary=_summary,
                          responses=problem_responses(401, 403, 404, 409, 422))
-
-
-@router.post("/demands/{demand_id}/proposals", status_code=201, response_model=ProposalOut,
-             responses=problem_responses(401, 403, 404, 409, 422))
-async def propose(demand_id: str, body: ProposalIn, request: Request,
-                  identity: Identity = Depends(require_roles("institution", "agency")),
-                  key: str | None = Depends(idempotency_key), runtime: ServiceRuntime = Depends(runtime_of),
-                  now: datetime = Depends(now_of)):
-    """Answer a published demand with one or more achievements (`Idempotency-Key` accepted)."""
-    async def action(uow):
-        return ProposalOut(**await uc.propose(uow, identity, demand_id, body.achievement_ids, body.message, now)).model_dump(mode="json")
-    return await idempotent_write(request, runtime, identity, key, body.model_dump(mode="json"), action, 201)
-
-
-@router.get("/demands/{demand_id}/proposals", response_model=list[ProposalOut], responses=problem_responses(401, 404))
-async def list_proposals(demand_id: str, identity: Identity = Depends(require_identity),
-                         runtime: ServiceRuntime = Depends(runtime_of)) -> list[ProposalOut]:
-    """The demand's owner sees all proposals; a proposer sees its own."""
-    async with runtime.unit_of_work() as uow:
-        return [ProposalOut(**r._mapping) for r in await uc.proposals(uow, identity, demand_id)]
 
 
 def _achievement_match(hit: Hit, facts, expl: dict) -> AchievementMatch:

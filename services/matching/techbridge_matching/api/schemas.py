@@ -87,8 +87,9 @@ class CloseIn(_Strict):
 
 
 class ProposalIn(_Strict):
-    achievement_ids: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(min_length=1, max_length=20)
-    message: str = Field(min_length=1, max_length=5000)
+    achievement_ids: list[Annotated[str, Field(min_length=1, max_length=36)]] = Field(
+        min_length=1, max_length=20, description="Published achievements put forward (an institution's own; an agency's any)")
+    message: str = Field(min_length=1, max_length=5000, description="Why these achievements answer the demand")
 
 
 class ProposalOut(BaseModel):
@@ -97,8 +98,18 @@ class ProposalOut(BaseModel):
     proposer_org_id: str
     achievement_ids: list[str]
     message: str
-    status: str
+    status: str = Field(description="submitted | accepted (shortlisted) | rejected | withdrawn | in_deal")
     created_at: datetime
+    decided_at: datetime | None = Field(default=None, description="When the demand's owner accepted or rejected it")
+    reject_reason: str | None = Field(default=None, description="Coded reason of a rejection")
+    reject_note: str | None = None
+    withdrawn_at: datetime | None = None
+    transfer_id: str | None = Field(default=None, description="The deal proposed from it (status in_deal)")
+
+
+class ProposalRejectIn(_Strict):
+    reason: DeclineReason = Field(description="not_relevant, trl_too_low, price, ip_status, timing, already_solved, region, other")
+    note: str | None = Field(default=None, max_length=1000)
 
 
 class Constraint(BaseModel):
@@ -196,6 +207,13 @@ class TransferIn(_Strict):
     offer: OfferIn
 
 
+class ProposalDealIn(_Strict):
+    achievement_ids: list[Annotated[str, Field(min_length=1, max_length=36)]] | None = Field(
+        default=None, max_length=20,
+        description="Which of the proposal's achievements the deal covers (default: all; they must have one owner)")
+    offer: OfferIn
+
+
 class CounterOfferIn(_Strict):
     based_on_version: int = Field(ge=1, description="The offer version this answers (stale answers are refused)")
     offer: OfferIn
@@ -231,6 +249,7 @@ class TransferOut(BaseModel):
     buyer_org_id: str
     achievement_ids: list[str]
     demand_id: str | None
+    proposal_id: str | None = Field(default=None, description="The accepted proposal the deal came from, if any")
     proposed_by_org_id: str
     current_offer: OfferOut
     offers: list[OfferOut]

@@ -15,26 +15,16 @@ from techbridge_shared.idempotency import idempotency_key
 from techbridge_shared.pagination import Page, PageParams, encode_cursor, page_params
 from techbridge_shared.service import ServiceRuntime, runtime_of
 
-from ..domain.transfers import Offer, Royalty, TransferStatus
+from ..domain.transfers import TransferStatus
 from ..usecases import transfers as uc
-from .convert import money, transfer_out
+from .convert import money, offer_from, transfer_out
 from .deps import idempotent_write, notice_days_of, now_of
 from .registration import registration_pdf, registration_record
-from .schemas import CancelIn, CounterOfferIn, NoticeOut, OfferIn, SignIn, TransferIn, TransferOut
+from .schemas import CancelIn, CounterOfferIn, NoticeOut, SignIn, TransferIn, TransferOut
 
 router = APIRouter(prefix="/api/v1/matching", tags=["transfers"])
 PARTY = require_roles("institution", "enterprise", "agency")
 WRITE_ERRORS = problem_responses(401, 403, 404, 409, 422)
-
-
-def _offer(body: OfferIn) -> Offer:
-    currency = body.price.currency if body.price else (body.royalty.minimum_annual.currency
-                                                        if body.royalty and body.royalty.minimum_annual else "CNY")
-    royalty = Royalty(body.royalty.rate_bp, body.royalty.base,
-                      body.royalty.minimum_annual.amount if body.royalty.minimum_annual else None) if body.royalty else None
-    return Offer(version=0, made_by_org_id="", mode=body.mode, exclusive=body.exclusive, territory=body.territory,
-                 term_months=body.term_months, price=body.price.amount if body.price else None, currency=currency,
-                 royalty=royalty, pricing=body.pricing, milestones=tuple(body.milestones), note=body.note)
 
 
 def _json(t) -> dict:
@@ -49,7 +39,7 @@ async def propose_transfer(body: TransferIn, request: Request, identity: Identit
     async def action(uow):
         return _json(await uc.propose(uow, identity, seller_org_id=body.seller_org_id, buyer_org_id=body.buyer_org_id,
                                       achievement_ids=body.achievement_ids, demand_id=body.demand_id,
-                                      offer=_offer(body.offer), now=now))
+                                      offer=offer_from(body.offer), now=now))
     return await idempotent_write(request, runtime, identity, key, body.model_dump(mode="json"), action, 201)
 
 
@@ -81,7 +71,7 @@ async def counter_offer(transfer_id: str, body: CounterOfferIn, request: Request
                         now: datetime = Depends(now_of)):
     """Make a new offer (either party); earlier offers stay unchanged, signatures are reset."""
     async def action(uow):
-        return _json(await uc.make_offer(uow, identity, transfer_id, _offer(body.offer), body.based_on_version, now))
+        return _json(await uc.make_offer(uow, identity, transfer_id, offer_from(body.offer), body.based_on_version, now))
     return await idempotent_write(request, runtime, identity, key, body.model_dump(mode="json"), action, 201)
 
 

@@ -70,6 +70,7 @@ class Transfer:
     status: TransferStatus
     offers: tuple[Offer, ...]
     demand_id: str | None = None
+    proposal_id: str | None = None  # the accepted proposal the deal came from, if any
     seller_signed_at: datetime | None = None
     buyer_signed_at: datetime | None = None
     signed_at: datetime | None = None
@@ -113,6 +114,7 @@ def validate_offer(offer: Offer) -> None:
 def propose(
     *, transfer_id: str, by_org_id: str, seller_org_id: str, buyer_org_id: str,
     achievement_ids: tuple[str, ...], offer: Offer, now: datetime, demand_id: str | None = None,
+    proposal_id: str | None = None,
 ) -> Transfer:
     if seller_org_id == buyer_org_id:
         raise ValidationFailed("seller and buyer must differ",
@@ -127,7 +129,7 @@ def propose(
     return Transfer(
         id=transfer_id, seller_org_id=seller_org_id, buyer_org_id=buyer_org_id,
         achievement_ids=achievement_ids, proposed_by_org_id=by_org_id,
-        status=TransferStatus.proposed, offers=(first,), demand_id=demand_id, created_at=now,
+        status=TransferStatus.proposed, offers=(first,), demand_id=demand_id, proposal_id=proposal_id, created_at=now,
     )
 
 

@@ -10,6 +10,7 @@ from techbridge_shared.envelope import CloudEvent, new_event, topic_name
 from techbridge_shared.money import Money
 
 from ..domain.demands import Demand
+from ..domain.proposals import Proposal
 from ..domain.transfers import Transfer
 
 SERVICE = "matching"
@@ -39,6 +40,25 @@ class DemandData(_Frozen):
     reason: str | None = None
 
 
+class ProposalData(_Frozen):
+    """A proposal answering a demand; published on the demand's topic, keyed by the demand."""
+
+    proposal_id: str
+    demand_id: str
+    demand_owner_org_id: str
+    demand_title: str
+    proposer_org_id: str
+    achievement_ids: list[str]
+    achievement_titles: list[str]
+    achievement_owner_org_ids: list[str]
+    message: str
+    status: str
+    reject_reason: str | None
+    reject_note: str | None
+    decided_at: datetime | None
+    withdrawn_at: datetime | None
+
+
 class TransferData(_Frozen):
     transfer_id: str
     achievement_ids: list[str]
@@ -46,6 +66,7 @@ class TransferData(_Frozen):
     seller_org_id: str
     buyer_org_id: str
     demand_id: str | None
+    proposal_id: str | None = None
     mode: str
     exclusive: bool
     territory: str
@@ -92,12 +113,29 @@ def demand_event(demand: Demand, verb: str) -> CloudEvent:
     return new_event(service=SERVICE, aggregate="demand", verb=verb, subject=demand.id, data=data)
 
 
+def proposal_event(p: Proposal, demand: Demand, verb: str, facts: dict) -> CloudEvent:
+    """`verb`: submitted | accepted | rejected | withdrawn -> `techbridge.matching.demand.proposal-<verb>.v1`.
+
+    Proposals live inside their demand (as offers live inside a deal), so their events share
+    the demand's topic and key and keep their order relative to the demand's own events.
+    `facts`: achievement_titles and achievement_owner_org_ids from the read model.
+    """
+    data = ProposalData(
+        proposal_id=p.id, demand_id=demand.id, demand_owner_org_id=demand.owner_org_id, demand_title=demand.title,
+        proposer_org_id=p.proposer_org_id, achievement_ids=list(p.achievement_ids),
+        achievement_titles=facts.get("achievement_titles", []), achievement_owner_org_ids=facts.get("achievement_owner_org_ids", []),
+        message=p.message, status=p.status.value, reject_reason=p.reject_reason.value if p.reject_reason else None,
+        reject_note=p.reject_note, decided_at=p.decided_at, withdrawn_at=p.withdrawn_at,
+    )
+    return new_event(service=SERVICE, aggregate="demand", verb=f"proposal-{verb}", subject=demand.id, data=data)
+
+
 def transfer_event(t: Transfer, verb: str, facts: dict) -> CloudEvent:
     """`facts`: achievement_titles, ipc_codes, fields, trl gathered from the read model."""
     o = t.current
     data = TransferData(
         transfer_id=t.id, achievement_ids=list(t.achievement_ids), achievement_titles=facts.get("achievement_titles", []),
-        seller_org_id=t.seller_org_id, buyer_org_id=t.buyer_org_id, demand_id=t.demand_id,
+        seller_org_id=t.seller_org_id, buyer_org_id=t.buyer_org_id, demand_id=t.demand_id, proposal_id=t.proposal_id,
         mode=o.mode.value, exclusive=o.exclusive, territory=o.territory, term_months=o.term_months,
         price=_money(o.price, o.currency),
         royalty_rate_bp=o.royalty.rate_bp if o.royalty else None,

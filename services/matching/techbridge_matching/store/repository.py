@@ -11,8 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..domain.common import DeclineReason, TransferMode
 from ..domain.demands import Budget, Demand, DemandStatus
 from ..domain.matching import AchievementFacts, Decline
+from ..domain.proposals import Proposal, ProposalStatus
 from ..domain.transfers import Offer, Pricing, Royalty, Transfer, TransferStatus
 from . import tables as t
+
+
+class StaleWrite(Exception):
+    """An optimistic update found the row changed since it was read."""
 
 
 def _utc(v: datetime | None) -> datetime | None:
@@ -104,15 +109,54 @@ async def demands_by_ids(s: AsyncSession, ids: list[str]) -> dict[str, Demand]:
 
 # --- proposals -------------------------------------------------------------------------
 
-async def add_proposal(s: AsyncSession, values: dict) -> None:
-    await s.execute(insert(t.proposals).values(**values))
+def proposal_from_row(r) -> Proposal:
+    return Proposal(
+        id=r.id, demand_id=r.demand_id, proposer_org_id=r.proposer_org_id, achievement_ids=tuple(r.achievement_ids),
+        message=r.message, status=ProposalStatus(r.status), created_at=_utc(r.created_at), decided_at=_utc(r.decided_at),
+        decided_by=r.decided_by, reject_reason=DeclineReason(r.reject_reason) if r.reject_reason else None,
+        reject_note=r.reject_note, withdrawn_at=_utc(r.withdrawn_at), transfer_id=r.transfer_id,
+    )
 
 
-async def list_proposals(s: AsyncSession, demand_id: str, proposer: str | None) -> list:
-    q = select(t.proposals).where(t.proposals.c.demand_id == demand_id)
+def _proposal_values(p: Proposal) -> dict[str, Any]:
+    return dict(
+        id=p.id, demand_id=p.demand_id, proposer_org_id=p.proposer_org_id, achievement_ids=list(p.achievement_ids),
+        message=p.message, status=p.status.value, created_at=p.created_at, decided_at=p.decided_at,
+        decided_by=p.decided_by, reject_reason=p.reject_reason.value if p.reject_reason else None,
+        reject_note=p.reject_note, withdrawn_at=p.withdrawn_at, transfer_id=p.transfer_id,
+    )
+
+
+async def add_proposal(s: AsyncSession, p: Proposal) -> None:
+    await s.execute(insert(t.proposals).values(**_proposal_values(p)))
+
+
+async def get_proposal(s: AsyncSession, proposal_id: str, *, for_update: bool = False) -> Proposal | None:
+    q = select(t.proposals).where(t.proposals.c.id == proposal_id)
+    if for_update:
+        q = q.with_for_update()
+    r = (await s.execute(q)).first()
+    return proposal_from_row(r) if r else None
+
+
+async def save_proposal(s: AsyncSession, before: Proposal, after: Proposal) -> None:
+    """Optimistic: the row must still be in `before`'s state (two decisions cannot both win)."""
+    r = await s.execute(update(t.proposals).where(t.proposals.c.id == after.id, t.proposals.c.status == before.status.value)
+                        .values(**_proposal_values(after)))
+    if r.rowcount != 1:
+        raise StaleWrite(after.id)
+
+
+async def list_proposals(s: AsyncSession, demand_id: str | None, proposer: str | None, status: str | None = None) -> list[Proposal]:
+    c = t.proposals.c
+    q = select(t.proposals)
+    if demand_id is not None:
+        q = q.where(c.demand_id == demand_id)
     if proposer is not None:
-        q = q.where(t.proposals.c.proposer_org_id == proposer)
-    return (await s.execute(q.order_by(t.proposals.c.created_at))).all()
+        q = q.where(c.proposer_org_id == proposer)
+    if status is not None:
+        q = q.where(c.status == status)
+    return [proposal_from_row(r) for r in (await s.execute(q.order_by(c.created_at, c.id))).all()]
 
 
 # --- achievements read model -----------------------------------------------------------
@@ -258,7 +302,7 @@ def _transfer_from_row(r, offers: list[Offer]) -> Transfer:
     return Transfer(
         id=r.id, seller_org_id=r.seller_org_id, buyer_org_id=r.buyer_org_id, achievement_ids=tuple(r.achievement_ids),
         proposed_by_org_id=r.proposed_by_org_id, status=TransferStatus(r.status), offers=tuple(offers),
-        demand_id=r.demand_id, seller_signed_at=_utc(r.seller_signed_at), buyer_signed_at=_utc(r.buyer_signed_at),
+        demand_id=r.demand_id, proposal_id=r.proposal_id, seller_signed_at=_utc(r.seller_signed_at), buyer_signed_at=_utc(r.buyer_signed_at),
         signed_at=_utc(r.signed_at), notice_starts_at=_utc(r.notice_starts_at), notice_ends_at=_utc(r.notice_ends_at),
         completed_at=_utc(r.completed_at), cancelled_at=_utc(r.cancelled_at), cancelled_reason=r.cancelled_reason,
         cancelled_by_org_id=r.cancelled_by_org_id, created_at=_utc(r.created_at),
@@ -268,7 +312,7 @@ def _transfer_from_row(r, offers: list[Offer]) -> Transfer:
 def _transfer_values(x: Transfer) -> dict:
     return dict(
         id=x.id, seller_org_id=x.seller_org_id, buyer_org_id=x.buyer_org_id, achievement_ids=list(x.achievement_ids),
-        demand_id=x.demand_id, proposed_by_org_id=x.proposed_by_org_id, status=x.status.value,
+        demand_id=x.demand_id, proposal_id=x.proposal_id, proposed_by_org_id=x.proposed_by_org_id, status=x.status.value,
         seller_signed_at=x.seller_signed_at, buyer_signed_at=x.buyer_signed_at, signed_at=x.signed_at,
         notice_starts_at=x.notice_starts_at, notice_ends_at=x.notice_ends_at, completed_at=x.completed_at,
         cancelled_at=x.cancelled_at, cancelled_reason=x.cancelled_reason, cancelled_by_org_id=x.cancelled_by_org_id,
@@ -290,10 +334,6 @@ async def add_transfer(s: AsyncSession, x: Transfer) -> None:
     await s.execute(insert(t.transfers).values(**_transfer_values(x), row_version=1))
     for o in x.offers:
         await s.execute(insert(t.transfer_offers).values(**_offer_values(x.id, o)))
-
-
-class StaleWrite(Exception):
-    pass
 
 
 async def save_transfer(s: AsyncSession, before: Transfer, after: Transfer, row_version: int) -> None:

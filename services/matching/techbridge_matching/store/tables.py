@@ -42,8 +42,14 @@ proposals = Table(
     Column("proposer_org_id", String(64), nullable=False, index=True),
     Column("achievement_ids", JSON, nullable=False),
     Column("message", Text, nullable=False),
-    Column("status", String(20), nullable=False),
+    Column("status", String(20), nullable=False),  # submitted | accepted | rejected | withdrawn | in_deal
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("decided_by", String(64), nullable=True),
+    Column("reject_reason", String(30), nullable=True),
+    Column("reject_note", String(1000), nullable=True),
+    Column("withdrawn_at", DateTime(timezone=True), nullable=True),
+    Column("transfer_id", String(36), nullable=True),
 )
 
 # Read model of published achievements, built only from catalog events.
@@ -118,6 +124,7 @@ transfers = Table(
     Column("buyer_org_id", String(64), nullable=False, index=True),
     Column("achievement_ids", JSON, nullable=False),
     Column("demand_id", String(36), nullable=True),
+    Column("proposal_id", String(36), nullable=True),
     Column("proposed_by_org_id", String(64), nullable=False),
     Column("status", String(20), nullable=False, index=True),
     Column("seller_signed_at", DateTime(timezone=True), nullable=True),

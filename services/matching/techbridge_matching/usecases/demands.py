@@ -1,4 +1,4 @@
-"""Demand, proposal, matching and feedback use cases."""
+"""Demand, matching and feedback use cases (proposals: usecases/proposals.py)."""
 
 from __future__ import annotations
 
@@ -86,37 +86,6 @@ async def expire_due(uow: UnitOfWork, now: datetime) -> int:
         uow.publish(demand_event(d, "expired"))
     await uow.commit()
     return len(due)
-
-
-# --- proposals -------------------------------------------------------------------------
-
-async def propose(uow: UnitOfWork, identity: Identity, demand_id: str, achievement_ids: list[str], message: str,
-                  now: datetime) -> dict:
-    d = await load_visible(uow, identity, demand_id)
-    if d.status != DemandStatus.published:
-        raise Conflict(f"demand {d.id} is {d.status.value}; only published demands take proposals", code="invalid_transition")
-    if not identity.org:
-        raise Forbidden("a proposal is made by an organisation; the caller has none")
-    rows = await repo.achievements_by_ids(uow.session, achievement_ids)
-    errors = [FieldError(field=f"body.achievement_ids.{i}", message="no published achievement with this id")
-              for i, a in enumerate(achievement_ids) if a not in rows or rows[a].status != "published"]
-    if errors:
-        raise ValidationFailed("unknown achievements", errors=errors)
-    # An institution answers with its own results; an agency (broker) may put forward anyone's.
-    if "agency" not in identity.roles and not identity.is_admin:
-        foreign = [i for i, a in enumerate(achievement_ids) if rows[a].owner_org_id != identity.org]
-        if foreign:
-            raise Forbidden("an institution can only propose its own achievements")
-    values = dict(id=str(uuid.uuid4()), demand_id=d.id, proposer_org_id=identity.org, achievement_ids=achievement_ids,
-                  message=message, status="submitted", created_at=now)
-    await repo.add_proposal(uow.session, values)
-    return values  # the caller commits (with its idempotency record)
-
-
-async def proposals(uow: UnitOfWork, identity: Identity, demand_id: str) -> list:
-    d = await load_visible(uow, identity, demand_id)
-    owner = identity.is_admin or identity.org == d.owner_org_id
-    return await repo.list_proposals(uow.session, d.id, None if owner else identity.org)
 
 
 # --- matching --------------------------------------------------------------------------

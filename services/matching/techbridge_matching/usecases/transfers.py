@@ -47,7 +47,8 @@ async def load_visible(uow: UnitOfWork, identity: Identity, transfer_id: str, *,
 
 
 async def propose(uow: UnitOfWork, identity: Identity, *, seller_org_id: str, buyer_org_id: str,
-                  achievement_ids: list[str], demand_id: str | None, offer: Offer, now: datetime) -> Transfer:
+                  achievement_ids: list[str], demand_id: str | None, offer: Offer, now: datetime,
+                  proposal_id: str | None = None) -> Transfer:
     rows = await repo.achievements_by_ids(uow.session, achievement_ids)
     errors = []
     for i, a in enumerate(achievement_ids):
@@ -63,7 +64,7 @@ async def propose(uow: UnitOfWork, identity: Identity, *, seller_org_id: str, bu
         raise Forbidden("a deal is proposed by an organisation; the caller has none")
     t = rules.propose(transfer_id=str(uuid.uuid4()), by_org_id=identity.org, seller_org_id=seller_org_id,
                       buyer_org_id=buyer_org_id, achievement_ids=tuple(achievement_ids), offer=offer, now=now,
-                      demand_id=demand_id)
+                      demand_id=demand_id, proposal_id=proposal_id)
     await repo.add_transfer(uow.session, t)
     uow.publish(transfer_event(t, "proposed", await deal_facts(uow, t)))
     return t
