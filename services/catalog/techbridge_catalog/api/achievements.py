@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -298,28 +299,32 @@ async def import_achievements(
     ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     raw = (await request.body()).decode("utf-8-sig", errors="replace")
     if ctype in ("application/x-ndjson", "application/jsonl", "application/json-lines", "application/x-jsonlines"):
-        rows = imports.parse_jsonl(raw)
+        parse = imports.parse_jsonl
     elif ctype in ("text/csv", "application/csv"):
-        rows = imports.parse_csv(raw)
+        parse = imports.parse_csv
     else:
         raise Problem("send JSON lines (application/x-ndjson) or CSV (text/csv)", status=415,
                       code="unsupported_media_type")
+    rows = await asyncio.to_thread(parse, raw)
     if not rows:
         raise ValidationFailed("the file holds no rows", errors=[FieldError(field="body", message="empty")])
     if len(rows) > imports.MAX_ROWS:
         raise ValidationFailed(f"at most {imports.MAX_ROWS} rows per import",
                                errors=[FieldError(field="body", message=f"{len(rows)} rows")])
+    actor = Actor.of(identity)
+    async with reader_of(request).session() as session:
+        org = await imports.owner_of(session, actor)
+    prepared = await imports.prepare(org, rows, best_effort=mode == "best_effort", submit=submit)
+    report = prepared.report
+    if report.rejected and mode == "atomic":
+        errors = [FieldError(field=f"rows.{r.row}.{e.field}", message=e.message) for r in report.rows for e in r.errors]
+        raise ValidationFailed(
+            f"{report.rejected} of {report.total} rows were refused; nothing was imported "
+            "(fix them, or import with mode=best_effort)",
+            errors=errors,
+        )
     async with runtime.unit_of_work() as uow:
-        report = await imports.import_rows(uow, Actor.of(identity), rows, best_effort=mode == "best_effort",
-                                           submit=submit)
-        if report.rejected and mode == "atomic":
-            await uow.rollback()
-            errors = [FieldError(field=f"rows.{r.row}.{e.field}", message=e.message) for r in report.rows for e in r.errors]
-            raise ValidationFailed(
-                f"{report.rejected} of {report.total} rows were refused; nothing was imported "
-                "(fix them, or import with mode=best_effort)",
-                errors=errors,
-            )
+        report = await imports.store(uow, actor, prepared)
         await uow.commit()
     return ImportReportOut(mode=report.mode, total=report.total, imported=report.imported, rejected=report.rejected,
                            rows=[RowReportOut(row=r.row, achievement_id=r.achievement_id, errors=r.errors) for r in report.rows])

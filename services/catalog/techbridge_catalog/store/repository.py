@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,14 +85,14 @@ class Organisations:
 
 # --- achievements ----------------------------------------------------------------------------
 
-def _columns(a: Achievement) -> dict[str, Any]:
+def _columns(a: Achievement, content_json: dict | None = None) -> dict[str, Any]:
     c = a.content
     return {
         "id": a.id,
         "owner_org_id": a.owner_org_id,
         "status": a.status.value,
         "version": a.version,
-        "content": c.model_dump(mode="json"),
+        "content": content_json if content_json is not None else c.model_dump(mode="json"),
         "ip_type": c.ip_type.value,
         "trl": c.trl,
         "modes_bits": modes_to_bits(c.transfer_modes),
@@ -136,6 +137,34 @@ def search_fields(c: AchievementContent) -> tuple[str, str, str]:
     return title, keywords, abstract
 
 
+@dataclass
+class NewRow:
+    """An achievement mapped to what the store writes for it: its row, its IPC index rows and
+    its search text (title, keywords, abstract as tokens). Built without touching the store,
+    so a bulk import can prepare thousands of rows before it opens a transaction."""
+
+    columns: dict[str, Any]
+    ipc: list[dict[str, str]]
+    search: tuple[str, str, str]
+
+
+def new_row(a: Achievement, content_json: dict | None = None) -> NewRow:
+    return NewRow(
+        columns=_columns(a, content_json),
+        ipc=[{"achievement_id": a.id, "code_key": ipc_key(code), "subclass": code[:4]}
+             for code in a.content.all_ipc_codes()],
+        search=search_fields(a.content),
+    )
+
+
+CHUNK = 1000  # rows per statement in bulk writes (well under the drivers' parameter limits)
+
+
+def _chunks(items: Sequence, n: int = CHUNK):
+    for i in range(0, len(items), n):
+        yield items[i: i + n]
+
+
 class Achievements:
     def __init__(self, session: AsyncSession):
         self.s = session
@@ -154,17 +183,46 @@ class Achievements:
         return {r["id"]: _from_row(r) for r in rows}
 
     async def add_many(self, items: Sequence[Achievement]) -> None:
-        if not items:
+        await self.insert([new_row(a) for a in items])
+
+    async def insert(self, rows: Sequence[NewRow]) -> None:
+        """Store new achievements: a few statements per thousand rows, in the caller's transaction."""
+        if not rows:
             return
-        rows = [_columns(a) for a in items]
-        if _dialect(self.s) == "sqlite":
+        sqlite = _dialect(self.s) == "sqlite"
+        if sqlite:
             # The FTS5 rowids are allocated up front so the achievement rows carry them; every
             # SQLite transaction here holds the write lock (BEGIN IMMEDIATE), so max+n is safe.
             top = (await self.s.execute(text("SELECT coalesce(max(rowid), 0) FROM achievement_fts"))).scalar_one()
             for n, row in enumerate(rows, start=1):
-                row["fts_rowid"] = top + n
-        await self.s.execute(insert(achievements), rows)
-        await self._index([(a, None) for a in items], new=True, rowids=[r.get("fts_rowid") for r in rows])
+                row.columns["fts_rowid"] = top + n
+        for chunk in _chunks(rows):
+            await self.s.execute(insert(achievements), [r.columns for r in chunk])
+            ipc_rows = [i for r in chunk for i in r.ipc]
+            if ipc_rows:
+                await self.s.execute(insert(achievement_ipc), ipc_rows)
+            if sqlite:
+                await self.s.execute(
+                    text("INSERT INTO achievement_fts (rowid, title, keywords, abstract) VALUES (:r, :t, :k, :a)"),
+                    [{"r": r.columns["fts_rowid"], "t": r.search[0], "k": r.search[1], "a": r.search[2]} for r in chunk],
+                )
+            else:
+                await self._pg_vectors([(r.columns["id"], *r.search) for r in chunk])
+
+    async def _pg_vectors(self, docs: list[tuple[str, str, str, str]]) -> None:
+        """One UPDATE for many rows (a statement per row costs a round trip each)."""
+        ids, titles, keywords, abstracts = (list(x) for x in zip(*docs, strict=True))
+        await self.s.execute(
+            text(
+                "UPDATE achievements AS a SET search_vector = "
+                "setweight(to_tsvector('simple', v.t), 'A') || "
+                "setweight(to_tsvector('simple', v.k), 'B') || "
+                "setweight(to_tsvector('simple', v.ab), 'C') "
+                "FROM unnest(CAST(:ids AS text[]), CAST(:ts AS text[]), CAST(:ks AS text[]), CAST(:abs AS text[])) "
+                "AS v(id, t, k, ab) WHERE a.id = v.id"
+            ),
+            {"ids": ids, "ts": titles, "ks": keywords, "abs": abstracts},
+        )
 
     async def add(self, a: Achievement) -> None:
         await self.add_many([a])
@@ -184,11 +242,11 @@ class Achievements:
             await self._index([(a, None)], new=False)
         return True
 
-    async def _index(self, items: list[tuple[Achievement, None]], *, new: bool, rowids: list | None = None) -> None:
+    async def _index(self, items: list[tuple[Achievement, None]], *, new: bool) -> None:
+        """Re-index edited achievements: their IPC rows and their search text."""
         ipc_rows = []
         ids = [a.id for a, _ in items]
-        if not new:
-            await self.s.execute(delete(achievement_ipc).where(achievement_ipc.c.achievement_id.in_(ids)))
+        await self.s.execute(delete(achievement_ipc).where(achievement_ipc.c.achievement_id.in_(ids)))
         for a, _ in items:
             for code in a.content.all_ipc_codes():
                 ipc_rows.append({"achievement_id": a.id, "code_key": ipc_key(code), "subclass": code[:4]})
@@ -196,28 +254,12 @@ class Achievements:
             await self.s.execute(insert(achievement_ipc), ipc_rows)
         docs = [(a.id, *search_fields(a.content)) for a, _ in items]
         if _dialect(self.s) == "postgresql":
-            await self.s.execute(
-                text(
-                    "UPDATE achievements SET search_vector = "
-                    "setweight(to_tsvector('simple', :title), 'A') || "
-                    "setweight(to_tsvector('simple', :keywords), 'B') || "
-                    "setweight(to_tsvector('simple', :abstract), 'C') WHERE id = :id"
-                ),
-                [{"id": i, "title": t, "keywords": k, "abstract": ab} for i, t, k, ab in docs],
-            )
+            await self._pg_vectors(docs)
             return
         # SQLite: one FTS5 row per achievement, its rowid kept on the achievement.
-        if rowids is not None:
-            await self.s.execute(
-                text("INSERT INTO achievement_fts (rowid, title, keywords, abstract) VALUES (:r, :t, :k, :a)"),
-                [{"r": r, "t": t, "k": k, "a": ab} for r, (_, t, k, ab) in zip(rowids, docs, strict=True)],
-            )
-            return
-        existing: dict[str, int] = {}
-        if not new:
-            rows = await self.s.execute(
-                select(achievements.c.id, achievements.c.fts_rowid).where(achievements.c.id.in_(ids)))
-            existing = {i: r for i, r in rows if r is not None}
+        rows = await self.s.execute(
+            select(achievements.c.id, achievements.c.fts_rowid).where(achievements.c.id.in_(ids)))
+        existing: dict[str, int] = {i: r for i, r in rows if r is not None}
         updates = [{"r": existing[i], "t": t, "k": k, "a": ab} for i, t, k, ab in docs if i in existing]
         fresh = [d for d in docs if d[0] not in existing]
         if updates:
