@@ -100,7 +100,8 @@ async def setup(url: str, count: int = VOUCHERS) -> dict:
     return {"programme_id": pid, "vouchers": vouchers, "agencies": agency_ids}
 
 
-async def worker_main(url: str, clients: int, seconds: float, warmup: float, fixture: dict, seed: int) -> dict:
+async def worker_main(url: str, clients: int, seconds: float, warmup: float, fixture: dict, seed: int,
+                      hot_path: bool = True) -> dict:
     from techbridge_vouchers.domain import model as m
     from techbridge_vouchers.service_layer import redemptions
     from techbridge_vouchers.service_layer.common import Actor
@@ -127,9 +128,10 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
             try:
                 key = uuid.uuid4().hex
                 r = (await transact(rt, lambda repo, uow: redemptions.reserve(repo, uow, who, req), status=201,
-                                    idempotency=IdempotencyRequest(f"client-{agency}", key, key))).body
+                                    idempotency=IdempotencyRequest(f"client-{agency}", key, key),
+                                    hot_path=hot_path)).body
                 await transact(rt, lambda repo, uow: redemptions.settle(repo, uow, gov, r.id),
-                               idempotency=IdempotencyRequest("gov", key + "s", key))
+                               idempotency=IdempotencyRequest("gov", key + "s", key), hot_path=hot_path)
             except Exception:
                 refused += 1
                 continue
@@ -146,6 +148,8 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
     elapsed = time.perf_counter() - t_start
     stop = True
     await asyncio.gather(*tasks)
+    from techbridge_vouchers.store import hot
+    await hot.close_pool(rt.db)
     await rt.db.dispose()
     latencies.sort()
     from techbridge_vouchers.store.transact import retries

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -14,15 +15,25 @@ from .config import Settings
 from .events.consumed import subscriptions
 from .events.published import TOPICS
 from .service_layer.expiry import check_periodically, run_periodically
+from .store import hot
 from .store.tables import metadata
 
 SERVICE = "vouchers"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
+@contextlib.asynccontextmanager
+async def hot_path_pool(app: FastAPI):
+    """The redemption hot path's connection pool (PostgreSQL) closes with the app."""
+    try:
+        yield
+    finally:
+        await hot.close_pool(app.state.runtime.db)
+
+
 def background(settings: Settings) -> tuple:
     """The expiry sweep and the monitoring ledger check, for as long as the app lives."""
-    hooks = []
+    hooks = [hot_path_pool]
     if settings.expiry_sweep_interval_s > 0:
         hooks.append(background_loop(
             "vouchers-expiry", lambda runtime: run_periodically(runtime, settings.expiry_sweep_interval_s)))

@@ -61,11 +61,12 @@ async def money_command(
     work: Callable[..., Awaitable[Any]],
     present: Callable[[Any], BaseModel],
     status: int = 200,
+    hot_path: bool = False,
 ) -> JSONResponse:
     outcome = await transact(
         runtime, lambda repo, uow: work(repo, uow, Actor.of(identity)),
         present=lambda result: present(result).model_dump(mode="json"), status=status,
-        idempotency=idempotency_for(request, identity, key, body),
+        idempotency=idempotency_for(request, identity, key, body), hot_path=hot_path,
     )
     headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
     return JSONResponse(outcome.body, status_code=outcome.status, headers=headers)

@@ -92,7 +92,8 @@ async def reserve(request: Request, body: RedemptionIn, identity: Identity = Dep
         currency=body.amount.currency, invoice_amount=body.invoice_amount.amount, invoice_ref=body.invoice_ref,
         category=body.category, transfer_id=body.transfer_id)
     return await money_command(request, runtime, identity, key, body,
-                               lambda repo, uow, actor: cases.reserve(repo, uow, actor, req), present, status=201)
+                               lambda repo, uow, actor: cases.reserve(repo, uow, actor, req), present, status=201,
+                               hot_path=True)
 
 
 @router.get("", responses=READ_ERRORS, summary="Redemptions (agencies and enterprises see their own)")
@@ -117,7 +118,8 @@ async def settle(request: Request, redemption_id: str, identity: Identity = Depe
                  key: str = Depends(required_idempotency_key),
                  runtime: ServiceRuntime = Depends(runtime_of)) -> RedemptionOut:
     return await money_command(request, runtime, identity, key, None,
-                               lambda repo, uow, actor: cases.settle(repo, uow, actor, redemption_id), present)
+                               lambda repo, uow, actor: cases.settle(repo, uow, actor, redemption_id), present,
+                               hot_path=True)
 
 
 @router.post("/{redemption_id}/void", responses=MONEY_ERRORS, summary="Release a reservation")
@@ -125,7 +127,7 @@ async def void(request: Request, redemption_id: str, body: VoidIn, identity: Ide
                key: str = Depends(required_idempotency_key),
                runtime: ServiceRuntime = Depends(runtime_of)) -> RedemptionOut:
     return await money_command(request, runtime, identity, key, body, lambda repo, uow, actor: cases.void(
-        repo, uow, actor, redemption_id, body.reason), present)
+        repo, uow, actor, redemption_id, body.reason), present, hot_path=True)
 
 
 @router.post("/{redemption_id}/payout", responses=MONEY_ERRORS, summary="Record the payment to the agency")
@@ -134,7 +136,7 @@ async def payout(request: Request, redemption_id: str, body: PayoutIn,
                  key: str = Depends(required_idempotency_key),
                  runtime: ServiceRuntime = Depends(runtime_of)) -> RedemptionOut:
     return await money_command(request, runtime, identity, key, body, lambda repo, uow, actor: cases.pay(
-        repo, uow, actor, redemption_id, body.reference), present)
+        repo, uow, actor, redemption_id, body.reference), present, hot_path=True)
 
 
 @router.post("/{redemption_id}/clawback", responses=MONEY_ERRORS,

@@ -13,7 +13,7 @@ from techbridge_shared.uow import UnitOfWork
 
 from ..domain import model as m
 from ..domain.errors import Forbidden, refused
-from ..domain.ledger import AccountKind, InsufficientBalance, JournalEntry, voucher_account
+from ..domain.ledger import InsufficientBalance, JournalEntry
 from ..events.published import RedemptionEvent, event
 from ..store.repository import Repository
 from .common import SYSTEM, Actor, money, not_found, now, overdraft
@@ -47,11 +47,10 @@ async def _post(repo: Repository, entry: JournalEntry | None) -> str | None:
 
 
 async def _locked(repo: Repository, redemption_id: str) -> tuple[m.Redemption, m.Voucher, m.Programme]:
-    r = await repo.redemption(redemption_id)
-    if r is None:
+    found = await repo.lock_redemption(redemption_id)  # the voucher locked, the redemption read under it
+    if found is None:
         raise not_found("redemption", redemption_id)
-    v = await repo.voucher(r.voucher_id, lock=True)
-    r = await repo.redemption(redemption_id)  # re-read under the voucher's lock
+    r, v = found
     return r, v, await get_programme(repo, r.programme_id)
 
 
@@ -68,11 +67,13 @@ async def get(repo: Repository, actor: Actor, redemption_id: str) -> m.Redemptio
 
 async def reserve(repo: Repository, uow: UnitOfWork, actor: Actor, req: m.RedemptionRequest) -> m.Redemption:
     agency = actor.require_org()
-    v = await repo.voucher(req.voucher_id, lock=True)
-    if v is None:
+    ctx = await repo.reservation_context(voucher_id=req.voucher_id, agency_org_id=agency,
+                                         invoice_ref=req.invoice_ref, transfer_id=req.transfer_id)
+    if ctx is None:
         raise not_found("voucher", req.voucher_id)
+    v = ctx.voucher
     p = await get_programme(repo, v.programme_id)
-    transfer = await repo.transfer_status(req.transfer_id) if req.transfer_id else None
+    transfer = ctx.transfer
     if transfer is not None:
         status, buyer = transfer
         if status == "cancelled":
@@ -80,9 +81,7 @@ async def reserve(repo: Repository, uow: UnitOfWork, actor: Actor, req: m.Redemp
         if buyer and buyer != v.enterprise_org_id:
             raise refused("transfer_of_another_buyer", f"transfer {req.transfer_id} has another buyer than the "
                           "voucher's holder")
-    enrolment, available, (covered, amounts) = await repo.redemption_context(
-        programme_id=p.id, agency_org_id=agency, invoice_ref=req.invoice_ref,
-        available_account=voucher_account(p.id, v.id, AccountKind.AVAILABLE).id)
+    enrolment, available, covered, amounts = ctx.enrolment, ctx.available, ctx.invoice_covered, ctx.invoice_amounts
     if amounts and req.invoice_amount not in amounts:
         raise refused("invoice_amount_mismatch", f"invoice {req.invoice_ref} was redeemed before with amount "
                       f"{sorted(amounts)[0]}, not {req.invoice_amount}")

@@ -9,7 +9,7 @@ overspend: the database is the last guard.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..domain.ledger import (
     EntryKind,
     InsufficientBalance,
     JournalEntry,
+    voucher_account,
     StoredAccount,
     StoredEntry,
     entry_hash,
@@ -46,6 +47,18 @@ from .tables import (
 )
 
 PROGRAMME_CHAIN = frozenset({EntryKind.OPEN, EntryKind.TOP_UP, EntryKind.ISSUE})
+
+
+@dataclass(frozen=True)
+class ReservationContext:
+    """What a reservation decides on, read while its voucher is locked."""
+
+    voucher: m.Voucher
+    enrolment: m.Enrolment | None
+    available: int
+    invoice_covered: int  # what the agency's live redemptions of the invoice already cover
+    invoice_amounts: set[int]  # the invoice totals those redemptions gave
+    transfer: tuple[str, str | None] | None  # (status, buyer) of the linked transfer, if known
 
 
 def _year_bounds(now: datetime) -> tuple[datetime, datetime]:
@@ -350,6 +363,26 @@ class Repository:
         covered = sum(r.inv_amount - r.inv_cb for r in rows if r.inv_amount is not None)
         totals = {r.inv_total for r in rows if r.inv_total is not None}
         return enrolment, int(first.available or 0), (covered, totals)
+
+    async def reservation_context(self, *, voucher_id: str, agency_org_id: str, invoice_ref: str,
+                                  transfer_id: str | None) -> ReservationContext | None:
+        """Lock the voucher, then read what a reservation decides on (None: no such voucher)."""
+        v = await self.voucher(voucher_id, lock=True)
+        if v is None:
+            return None
+        transfer = await self.transfer_status(transfer_id) if transfer_id else None
+        enrolment, available, (covered, amounts) = await self.redemption_context(
+            programme_id=v.programme_id, agency_org_id=agency_org_id, invoice_ref=invoice_ref,
+            available_account=voucher_account(v.programme_id, v.id, AccountKind.AVAILABLE).id)
+        return ReservationContext(v, enrolment, available, covered, amounts, transfer)
+
+    async def lock_redemption(self, redemption_id: str) -> tuple[m.Redemption, m.Voucher] | None:
+        """Lock the redemption's voucher, then read the redemption again under that lock."""
+        r = await self.redemption(redemption_id)
+        if r is None:
+            return None
+        v = await self.voucher(r.voucher_id, lock=True)
+        return await self.redemption(redemption_id), v
 
     async def invoice_covered(self, agency_org_id: str, invoice_ref: str) -> tuple[int, set[int]]:
         """What live redemptions already cover of one agency invoice, and the invoice amounts they gave."""

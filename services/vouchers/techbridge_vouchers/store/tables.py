@@ -57,7 +57,8 @@ idempotency_keys = add_idempotency_table(metadata)
 
 
 def define(md: MetaData) -> dict[str, Table]:
-    """Table definitions; migration 0002 keeps its own frozen copy of this function."""
+    """Table definitions as of the newest migration (0002 keeps its own frozen copy; 0003 adds
+    payout batches and `redemptions.payout_batch_id`)."""
     t: dict[str, Table] = {}
     t["programmes"] = Table(
         "programmes", md,
@@ -161,8 +162,24 @@ def define(md: MetaData) -> dict[str, Table]:
         Column("paid_at", UTCDateTime),
         Column("payout_ref", String(200)),
         Column("clawed_back", Money, nullable=False, default=0),
+        Column("payout_batch_id", String(36)),  # the payout batch that paid it, if paid in one (0003)
         CheckConstraint("amount > 0 AND clawed_back >= 0 AND clawed_back <= amount", name="ck_redemption_amounts"),
         Index("ix_redemptions_invoice", "agency_org_id", "invoice_ref"),
+        Index("ix_redemptions_payout_batch", "payout_batch_id"),
+        Index("ix_redemptions_agency_state", "agency_org_id", "state", "settled_at"),
+    )
+    t["payout_batches"] = Table(
+        "payout_batches", md,
+        Column("id", String(36), primary_key=True),
+        Column("agency_org_id", String(64), nullable=False, index=True),
+        Column("programme_id", String(36)),  # the filter asked for, if any
+        Column("settled_before", UTCDateTime),  # the filter asked for, if any
+        Column("reference", String(200), nullable=False),
+        Column("count", Integer, nullable=False),
+        Column("totals", JSON, nullable=False),  # [{programme_id, currency, amount, count}]
+        Column("created_by", String(200), nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("note", Text, nullable=False, default=""),
     )
     t["transfers"] = Table(
         "transfers", md,
@@ -222,3 +239,4 @@ transfers = _t["transfers"]
 accounts = _t["accounts"]
 journal = _t["journal"]
 postings = _t["postings"]
+payout_batches = _t["payout_batches"]

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import json
 
+import asyncpg
 from sqlalchemy import insert, text
 from sqlalchemy.exc import DBAPIError
 
@@ -27,6 +28,7 @@ from techbridge_shared.idempotency import IdempotencyStore, StoredResponse
 from techbridge_shared.service import ServiceRuntime
 from techbridge_shared.uow import UnitOfWork
 
+from . import hot
 from .repository import Repository
 from .tables import idempotency_keys
 
@@ -67,6 +69,8 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 
 def is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, asyncpg.PostgresError):  # the hot path talks to asyncpg directly
+        return getattr(exc, "sqlstate", None) in RETRYABLE_SQLSTATES
     if isinstance(exc, DBAPIError):
         if _sqlstate(exc) in RETRYABLE_SQLSTATES:
             return True
@@ -102,9 +106,15 @@ async def transact(
     present: Callable[[T], Any] = lambda x: x,
     status: int = 200,
     idempotency: IdempotencyRequest | None = None,
+    hot_path: bool = False,
 ) -> Outcome:
     """Run `work` in a unit of work and commit; `present` turns its result into the response body
-    (stored with the idempotency key in the same transaction)."""
+    (stored with the idempotency key in the same transaction).
+
+    `hot_path`: the work uses only what `store.hot.HotRepository` offers (reserve, settle, void,
+    pay out); on PostgreSQL it then runs there, in five round trips. Elsewhere it is ignored."""
+    if hot_path and not runtime.db.is_sqlite:
+        return await _transact_hot(runtime, work, present=present, status=status, idempotency=idempotency)
     attempt = 0
     while True:
         attempt += 1
@@ -134,6 +144,30 @@ async def transact(
         except DBAPIError as exc:
             if is_retryable(exc) and attempt < MAX_ATTEMPTS:
                 reason = _sqlstate(exc) or "locked"
+                retries[reason] = retries.get(reason, 0) + 1
+                await asyncio.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
+                continue
+            raise
+
+
+async def _transact_hot(runtime: ServiceRuntime, work, *, present, status: int,
+                        idempotency: IdempotencyRequest | None) -> Outcome:
+    pool = await hot.pool_for(runtime.db, 2 * runtime.settings.database_pool_size)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            async with pool.acquire() as conn:
+                code, body, replayed, events = await hot.run(conn, work, idempotency=idempotency, present=present,
+                                                             status=status)
+            if events and runtime.relay is not None:
+                runtime.relay.notify()
+            return Outcome(code, body, replayed=replayed)
+        except Problem:
+            raise
+        except (asyncpg.PostgresError, DBAPIError) as exc:
+            if is_retryable(exc) and attempt < MAX_ATTEMPTS:
+                reason = getattr(exc, "sqlstate", None) or _sqlstate(exc) or "locked"
                 retries[reason] = retries.get(reason, 0) + 1
                 await asyncio.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
                 continue
