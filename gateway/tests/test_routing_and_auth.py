@@ -90,6 +90,32 @@ async def test_hop_by_hop_headers_are_dropped_both_ways(gw):
     assert "x-secret-hop" not in r.headers, "a header the upstream named in Connection stays behind"
 
 
+async def test_only_the_callers_headers_reach_the_service(gw):
+    client, _, _ = gw
+    headers = {**await bearer(gw, "partner"), "User-Agent": "partner-portal/2.1"}
+    r = await client.get("/api/v1/catalog/echo/plain", headers=headers)
+    seen = r.json()["headers"]
+    assert seen["user-agent"] == "partner-portal/2.1"
+    # A caller that sends no Accept, Accept-Encoding or User-Agent: the gateway adds none either
+    # (an added Accept-Encoding would get it a compressed body it never asked for).
+    async with httpx.AsyncClient(transport=client._transport, base_url="http://gateway") as bare:
+        for name in ("accept", "accept-encoding", "user-agent"):
+            bare.headers.pop(name, None)
+        r = await bare.get("/api/v1/catalog/echo/plain", headers=await bearer(gw, "partner"))
+    seen = r.json()["headers"]
+    assert not {"accept", "accept-encoding", "user-agent"} & set(seen), seen
+    r = await client.request("HEAD", "/api/v1/catalog/echo/head", headers=headers)
+    assert r.status_code in (200, 405) and r.content == b""
+
+
+async def test_proxied_requests_are_measured_per_service(gw):
+    client, _, _ = gw
+    headers = await bearer(gw, "partner")
+    await client.get("/api/v1/matching/echo/measured", headers=headers)
+    metrics = (await client.get("/metrics")).text
+    assert 'route="/api/v1/matching/{path:path}"' in metrics
+
+
 async def test_request_id_and_traceparent_are_passed_on_or_created(gw):
     client, _, _ = gw
     headers = await bearer(gw, "partner")
