@@ -183,12 +183,13 @@ def publish_achievement(platform: Platform, body: dict) -> str:
     return aid
 
 
-def open_programme(platform: Platform) -> dict:
+def open_programme(platform: Platform, name: str = "2026 科技创新券", budget_yuan: int = 1_000_000,
+                   categories: tuple[str, ...] = ("technology_transfer",)) -> dict:
     now = datetime.now(UTC)
     return platform.call("government", "POST", "/api/v1/vouchers/programmes", json={
-        "name": "2026 科技创新券", "description": "Demo programme", "budget": {"amount": 1_000_000_00, "currency": "CNY"},
+        "name": name, "description": "Demo programme", "budget": {"amount": budget_yuan * 100, "currency": "CNY"},
         "face_values": [{"amount": 50_000_00, "currency": "CNY"}], "max_invoice_share_bp": 5000,
-        "annual_quota": {"amount": 100_000_00, "currency": "CNY"}, "categories": ["technology_transfer"],
+        "annual_quota": {"amount": 100_000_00, "currency": "CNY"}, "categories": list(categories),
         "eligibility": {"org_kinds": ["enterprise"]},
         "applications_open_at": (now - timedelta(days=1)).isoformat(),
         "applications_close_at": (now + timedelta(days=60)).isoformat(), "validity_days": 365,

@@ -71,6 +71,9 @@ def seed_market(p: Platform) -> None:
     decided = p.call("government", "POST", f"/api/v1/vouchers/applications/{application['id']}/reviews",
                      json={"decision": "approve", "reason": ""})
     p.voucher = decided["voucher_id"]
+    # A second programme the agency has not applied to yet (enrolment through the console).
+    p.programme2 = open_programme(p, name="2027 检验检测券", budget_yuan=500_000,
+                                  categories=("testing", "technology_transfer"))["id"]
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +174,51 @@ def test_institution_lists_edits_with_field_errors_submits_and_sees_matching_dem
     page.context.close()
 
 
+def test_institution_requests_a_valuation_and_reads_its_report_with_the_distribution(platform, browser):
+    # The valuation service learns achievements from catalog events: wait until it knows this one.
+    platform.until("valuation knows the listing", lambda: platform.call(
+        "institution", "POST", "/api/v1/valuation/valuations", ok=(201, 404),
+        json={"achievement_id": platform.battery, "methods": ["cost"], "simulation": {"paths": 1000},
+              "cost": {"items": [{"label": "earlier estimate", "amount": 100_000_000}]}}).get("valuation_id"))
+    page = new_page(browser)
+    sign_in(page, platform, "institution")
+    page.goto(f"{platform.url}/console/institution/a/{platform.battery}")
+    page.click("#valuation-link")
+    page.wait_for_url(re.compile(r"/console/valuations\?achievement="))
+    assert page.locator("#valuations li").count() == 1  # the earlier estimate
+    page.fill("input[name=first_year_revenue]", "5,000,000")
+    page.fill("input[name=growth_rate]", "10")
+    page.fill("input[name=life_years]", "40")  # beyond the patent's term: the service refuses it
+    page.fill("input[name=royalty_low]", "3")
+    page.fill("input[name=royalty_mode]", "5")
+    page.fill("input[name=royalty_high]", "8")
+    page.fill("input[name=development_cost]", "2000000")
+    page.select_option("select[name=paths]", "2000")
+    page.click("#request-valuation")
+    assert page.locator("#problem").is_visible()
+    assert "patent" in field_error(page, "life_years")
+    assert page.locator("input[name=first_year_revenue]").input_value() == "5,000,000"
+    shot(page, "institution-valuation-refused")
+
+    page.fill("input[name=life_years]", "8")
+    page.click("#request-valuation")
+    page.wait_for_url(re.compile(r"/console/valuations/[0-9a-f-]+\?done=valuation_done"))
+    low, mid, high = (page.locator(f"#v-{k}").inner_text() for k in ("low", "mid", "high"))
+    as_number = lambda text: float(text.replace("¥", "").replace(",", ""))  # noqa: E731
+    assert 0 < as_number(low) <= as_number(mid) <= as_number(high)
+    assert page.locator("#methods tbody tr").count() == 2
+    assert page.locator("#methods tr[data-method=income]").count() == 1
+    assert page.locator("#chart-distribution svg rect.bin").count() >= 5
+    assert page.locator("#chart-distribution svg line.marker").count() == 3
+    assert page.locator("#inputs tbody tr").count() >= 3
+    shot(page, "institution-valuation-report")
+    pdf = page.request.get(platform.url + page.locator("#pdf").get_attribute("href"))
+    assert pdf.status == 200 and pdf.body()[:4] == b"%PDF"
+    page.set_viewport_size(PHONE)
+    shot(page, "institution-valuation-report-phone")
+    page.context.close()
+
+
 def test_enterprise_posts_a_demand_searches_in_both_languages_and_sees_its_wallet(platform, browser):
     page = new_page(browser)
     sign_in(page, platform, "enterprise")
@@ -226,6 +274,72 @@ def test_enterprise_posts_a_demand_searches_in_both_languages_and_sees_its_walle
     page.context.close()
 
 
+def test_deal_room_proposal_counter_offer_stale_signature_and_both_signing(platform, browser):
+    buyer = new_page(browser)
+    sign_in(buyer, platform, "enterprise")
+    buyer.goto(f"{platform.url}/console/enterprise/demands/{platform.demand}")
+    buyer.locator(f"#matches li[data-achievement='{platform.battery}'] a.propose").click()
+    buyer.wait_for_url(re.compile(r"/console/deals/new\?"))
+    assert "高安全固态锂电池电解质" in buyer.locator("main").inner_text()
+    buyer.select_option("select[name=mode]", "assignment")
+    buyer.uncheck("input[name=exclusive]")
+    buyer.fill("input[name=price]", "700,000")
+    buyer.click("#propose")
+    assert buyer.locator("#problem").is_visible()
+    assert "exclusive" in field_error(buyer, "exclusive")  # an assignment is exclusive by nature
+    buyer.select_option("select[name=mode]", "exclusive_licence")
+    buyer.check("input[name=exclusive]")
+    buyer.fill("input[name=term_months]", "60")
+    buyer.click("#propose")
+    buyer.wait_for_url(re.compile(r"/console/deals/[0-9a-f-]+\?done=deal_proposed"))
+    deal_url = buyer.url.split("?")[0]
+    assert buyer.locator("#deal-status").inner_text() == "已发起"
+    assert buyer.locator("#history li.offer").count() == 1
+    assert "¥700,000.00" in buyer.locator("#current-offer").inner_text()
+
+    seller = new_page(browser)
+    sign_in(seller, platform, "institution")
+    seller.click("#nav-deals")
+    seller.wait_for_url(re.compile(r"/console/deals$"))
+    card = seller.locator("#deals li").first
+    assert card.locator(".waiting").count() == 1
+    card.locator("a").first.click()
+    seller.wait_for_url(re.compile(r"/console/deals/[0-9a-f-]+$"))
+    seller.fill("input[name=price]", "780000")
+    seller.fill("input[name=royalty_rate]", "2")
+    seller.fill("input[name=royalty_base]", "净销售额")
+    seller.fill("textarea[name=note]", "含两年技术支持")
+    seller.click("#counter")
+    seller.wait_for_url(re.compile(r"done=counter_offered"))
+    offers = seller.locator("#history li.offer")
+    assert offers.count() == 2
+    assert offers.first.get_attribute("data-version") == "2" and "current" in offers.first.get_attribute("class")
+    assert "¥780,000.00" in offers.first.inner_text() and "2%" in offers.first.inner_text()
+    assert "¥700,000.00" in offers.nth(1).inner_text()  # the first offer stays as it was
+    changed = offers.first.locator(".tag").all_inner_texts()
+    assert "价格" in changed and "提成" in changed
+    seller.click("#sign")
+    seller.wait_for_url(re.compile(r"done=signed_ok"))
+    assert "未签署" in seller.locator("#signatures").inner_text()  # the buyer has not signed yet
+    shot(seller, "deal-room-counter-offer")
+
+    # The buyer's page still shows the first offer: signing it is refused, with the reason.
+    buyer.click("#sign")
+    assert "stale_offer" in buyer.locator("#problem").inner_text()
+    shot(buyer, "deal-room-stale-signature-refused")
+    buyer.goto(deal_url)
+    buyer.click("#sign")
+    buyer.wait_for_url(re.compile(r"done=signed_ok"))
+    assert buyer.locator("#deal-status").inner_text() == "公示中"  # a private-agreement price is noticed first
+    assert buyer.locator("#sign").count() == 0 and buyer.locator("#counter").count() == 0
+    buyer.click("#lang-switch")
+    buyer.set_viewport_size(PHONE)
+    assert buyer.locator("#deal-status").inner_text() == "In public notice"
+    shot(buyer, "deal-room-signed-en-phone")
+    buyer.context.close()
+    seller.context.close()
+
+
 def test_agency_requests_a_redemption_and_a_refusal_is_explained(platform, browser):
     page = new_page(browser)
     sign_in(page, platform, "agency")
@@ -251,11 +365,79 @@ def test_agency_requests_a_redemption_and_a_refusal_is_explained(platform, brows
     assert rows.first.get_attribute("data-state") == "reserved"
     assert "¥20,000.00" in rows.first.inner_text()
     shot(page, "agency-redemptions")
+
+    # Enrolment: already approved in the first programme, applies to serve the second one.
+    assert page.locator(f"#enrolments li[data-programme='{platform.programme}']").get_attribute("data-state") == \
+        "approved"
+    other = page.locator(f"#enrolments li[data-programme='{platform.programme2}']")
+    assert other.get_attribute("data-state") == "none"
+    other.locator("button[type=submit]").click()  # no category chosen: the service refuses
+    assert page.locator("#problem").is_visible()
+    other = page.locator(f"#enrolments li[data-programme='{platform.programme2}']")
+    other.locator("input[name=categories][value=testing]").check()
+    other.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"done=enrolled_ok"))
+    assert page.locator(f"#enrolments li[data-programme='{platform.programme2}']").get_attribute("data-state") == \
+        "applied"
+    shot(page, "agency-enrolment")
+    page.context.close()
+
+
+def test_enterprise_reads_a_voucher_statement_and_applies_for_another_voucher(platform, browser):
+    page = new_page(browser)
+    sign_in(page, platform, "enterprise")
+    page.click(f"#wallet a[href='/console/enterprise/vouchers/{platform.voucher}']")
+    page.wait_for_url(re.compile(r"/console/enterprise/vouchers/"))
+    assert page.locator("#available").inner_text() == "¥30,000.00"
+    assert page.locator("#reserved").inner_text() == "¥20,000.00"
+    rows = page.locator("#statement tbody tr")
+    assert [rows.nth(i).get_attribute("data-kind") for i in range(rows.count())] == ["reserve", "issue"]
+    assert "¥50,000.00" in rows.nth(1).inner_text() and "-¥20,000.00" in rows.first.inner_text()
+    # The agency's request waits for the enterprise to confirm the service was delivered.
+    request = page.locator("#voucher-redemptions li[data-state=reserved]")
+    assert request.count() == 1 and "HT-2026-001" in request.inner_text()
+    request.locator("button.settle").click()
+    page.wait_for_url(re.compile(r"done=settled_ok"))
+    assert page.locator("#reserved").inner_text() == "¥0.00"
+    assert page.locator("#voucher-redemptions li[data-state=settled]").count() == 1
+    assert page.locator("#statement tbody tr").first.get_attribute("data-kind") == "settle"
+    shot(page, "enterprise-voucher-statement")
+
+    page.goto(platform.url + "/console/enterprise")
+    form = page.locator(f"form.apply-voucher[data-programme='{platform.programme}']")
+    form.locator("input[name=purpose]").fill("电池隔膜涂层工艺的技术服务")
+    form.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"done=applied_ok"))
+    assert page.locator("#applications li[data-state=submitted]").count() == 1
+    page.context.close()
+
+
+def test_government_reviews_voucher_and_agency_applications(platform, browser):
+    page = new_page(browser)
+    sign_in(page, platform, "government")
+    page.click("#nav-reviews")
+    page.wait_for_url(re.compile(r"/console/government/reviews$"))
+    apps = page.locator("#voucher-applications li[data-application]")
+    assert apps.count() == 1
+    assert "示范科技有限公司" in apps.first.inner_text() and "¥50,000.00" in apps.first.inner_text()
+    agencies = page.locator("#agency-applications li[data-agency]")
+    assert agencies.count() == 1 and "testing" in agencies.first.inner_text()
+    shot(page, "government-reviews")
+    apps.first.locator("button.reject").click()  # rejecting needs a reason: the service says so
+    assert page.locator("#problem").is_visible()
+    page.locator("#voucher-applications li[data-application] button.approve").first.click()
+    page.wait_for_url(re.compile(r"done=decided_ok"))
+    page.locator("#agency-applications li[data-agency] input[name=reason]").fill("资质齐全")
+    page.locator("#agency-applications li[data-agency] button.approve").click()
+    page.wait_for_url(re.compile(r"done=decided_ok"))
+    assert page.locator("#voucher-applications li[data-application]").count() == 0
+    assert page.locator("#agency-applications li[data-agency]").count() == 0
+    assert platform.call("enterprise", "GET", "/api/v1/vouchers/vouchers")["items"].__len__() == 2
     page.context.close()
 
 
 def test_government_dashboard_charts_and_live_transfer_feed(platform, browser):
-    # A service delivered and confirmed: ¥10,000 of the voucher is settled.
+    # Another service delivered and confirmed: with the ¥20,000 confirmed in the console, ¥30,000 is settled.
     r = platform.call("agency", "POST", "/api/v1/vouchers/redemptions", json={
         "voucher_id": platform.voucher, "enterprise_org_id": platform.people["enterprise"].org_id,
         "amount": {"amount": 10_000_00, "currency": "CNY"}, "invoice_amount": {"amount": 40_000_00, "currency": "CNY"},
@@ -263,10 +445,14 @@ def test_government_dashboard_charts_and_live_transfer_feed(platform, browser):
     platform.call("enterprise", "POST", f"/api/v1/vouchers/redemptions/{r['id']}/settle")
     page = new_page(browser)
     sign_in(page, platform, "government")
-    assert page.locator("#programmes .kpi-group").count() == 1
-    kpis = page.locator("#programmes dl.kpi dd").all_inner_texts()
-    assert kpis == ["¥1,000,000.00", "¥50,000.00", "¥10,000.00", "¥950,000.00"]  # budget, issued, settled, remaining
+    assert page.locator("#programmes .kpi-group").count() == 2
+    group = page.locator("#programmes .kpi-group", has_text="2026 科技创新券")
+    kpis = group.locator("dl.kpi dd").all_inner_texts()
+    assert kpis == ["¥1,000,000.00", "¥100,000.00", "¥30,000.00", "¥900,000.00"]  # budget, issued, settled, remaining
     assert page.locator("#chart-budget svg rect").count() >= 3
+    over_time = page.locator(f"figure.chart-over-time[data-programme='{platform.programme}'] svg path")
+    assert over_time.count() == 3  # budget, issued and settled, each a step line over time
+    assert "¥30,000" in over_time.nth(2).locator("title").text_content()  # settled ends where the dashboard says
     page.wait_for_function("document.getElementById('feed-state').className.includes('on')")
 
     transfer = platform.call("enterprise", "POST", "/api/v1/matching/transfers", json={
@@ -283,9 +469,12 @@ def test_government_dashboard_charts_and_live_transfer_feed(platform, browser):
     shot(page, "government-live-feed")
 
     page.reload()
-    assert page.locator("#transfers tbody tr").count() == 1
+    assert page.locator("#transfers tbody tr").count() == 2  # the deal-room one and this one
     assert page.locator("#chart-mode svg rect").count() == 1
     assert "新能源" in page.locator("#chart-field").inner_text()
+    top = page.locator("#top-institutions tbody tr")
+    assert top.count() == 1
+    assert top.first.locator("td").all_inner_texts()[:2] == ["示范大学", "2"]  # both deals sold by the university
     shot(page, "government-dashboard")
     page.set_viewport_size(PHONE)
     shot(page, "government-dashboard-phone")

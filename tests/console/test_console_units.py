@@ -114,3 +114,149 @@ def test_pages_without_a_session_and_odd_links_answer_sensibly():
     assert r.headers["location"] == "/console" and "tb_lang=en" in r.headers["set-cookie"]
     assert client.get("/console/static/../router.py").status_code == 404
     assert client.get("/console/static/console.css").headers["content-type"].startswith("text/css")
+
+
+# --- the deal room, valuations, vouchers and the dashboard's figures --------------------------------
+
+def _line(seq, ts, *postings, kind="x"):
+    return {"seq": seq, "kind": kind, "created_at": ts, "postings": [{"account_id": a, "amount": n} for a, n in postings]}
+
+
+def test_programme_timeline_replays_the_journal_with_the_dashboards_definitions():
+    from techbridge_gateway.console.figures import programme_timeline
+
+    p = "P"
+    lines = [
+        _line(3, "2026-03-01T10:00:00+00:00", ("programme:P:unissued", -5000), ("voucher:v:available", 5000)),
+        _line(1, "2026-01-01T00:00:00+00:00", ("programme:P:funding", -100000), ("programme:P:unissued", 100000)),
+        _line(4, "2026-03-02T00:00:00+00:00", ("voucher:v:available", -2000), ("voucher:v:reserved", 2000)),
+        _line(5, "2026-03-03T00:00:00+00:00", ("voucher:v:reserved", -2000), ("agency:P:a1:payable", 2000)),
+        _line(6, "2026-03-04T00:00:00+00:00", ("agency:P:a1:payable", -2000), ("agency:P:a1:paid", 2000)),
+        _line(2, "2026-02-01T00:00:00Z", ("programme:P:funding", -50000), ("programme:P:unissued", 50000)),
+    ]
+    points = programme_timeline(lines, p)
+    assert [v for _, v in points] == [[100000, 0, 0], [150000, 0, 0], [150000, 5000, 0], [150000, 5000, 2000]]
+    assert [ts for ts, _ in points] == sorted(ts for ts, _ in points)  # a reservation and a payout change none
+    assert programme_timeline([], p) == []
+
+
+def test_top_institutions_count_live_deals_and_break_ties_by_value():
+    from techbridge_gateway.console.figures import top_institutions
+
+    def deal(seller, status, fen):
+        return {"seller_org_id": seller, "status": status, "current_offer": {"price": {"amount": fen} if fen else None}}
+    ranked = top_institutions([deal("a", "completed", 100), deal("b", "signed", 500), deal("a", "proposed", None),
+                               deal("b", "cancelled", 10**9), deal("c", "in_notice", 900)])
+    assert ranked == [("a", 2, 100), ("c", 1, 900), ("b", 1, 500)]
+
+
+def test_offer_history_names_the_terms_each_version_changed():
+    from techbridge_gateway.console.figures import offer_changes
+
+    v1 = {"version": 1, "mode": "exclusive_licence", "exclusive": True, "territory": "CN", "term_months": 60,
+          "price": {"amount": 1, "currency": "CNY"}, "royalty": None, "pricing": "private_agreement"}
+    v2 = {**v1, "version": 2, "price": {"amount": 2, "currency": "CNY"}, "royalty": {"rate_bp": 200, "base": "x"}}
+    v3 = {**v2, "version": 3, "note": "only the note"}
+    assert offer_changes([v3, v1, v2]) == {1: [], 2: ["price", "royalty"], 3: []}
+
+
+class _Form(dict):
+    def getlist(self, key):
+        v = self.get(key)
+        return v if isinstance(v, list) else ([] if v is None else [v])
+
+
+def test_offer_form_becomes_the_api_offer_and_unreadable_numbers_stay_on_the_form():
+    from techbridge_gateway.console.deals import offer_body, offer_errors, offer_values, percent_to_bp
+
+    assert percent_to_bp("3.5") == 350 and percent_to_bp(" 2 % ") == 200 and percent_to_bp("") is None
+    for bad in ("3.456", "-1", "abc"):
+        with pytest.raises(ValueError):
+            percent_to_bp(bad)
+    errors: dict = {}
+    body = offer_body(_Form(mode="exclusive_licence", exclusive="on", territory=" CN ", term_months="60",
+                            price="780,000", royalty_rate="2", royalty_base=""), errors)
+    assert errors == {}
+    assert body["price"] == {"amount": 78_000_000, "currency": "CNY"} and body["exclusive"] is True
+    assert body["royalty"] == {"rate_bp": 200, "base": "net sales"} and body["territory"] == "CN"
+    assert body["pricing"] == "private_agreement" and body["term_months"] == 60
+    errors = {}
+    body = offer_body(_Form(mode="assignment", price="七十万", royalty_rate="x", term_months="five"), errors)
+    assert set(errors) == {"price", "royalty_rate", "term_months"} and body["exclusive"] is False
+    # The form shown for a counter-offer starts from the current terms.
+    values = offer_values({"mode": "equity", "exclusive": False, "territory": "CN", "term_months": None,
+                           "price": {"amount": 12345, "currency": "CNY"}, "royalty": {"rate_bp": 250, "base": "b"},
+                           "pricing": "auction"})
+    assert values["price"] == "123.45" and values["royalty_rate"] == "2.5" and values["pricing"] == "auction"
+    refused = ApiError(422, {"errors": [{"field": "body.offer.royalty.rate_bp", "message": "1-10000"},
+                                        {"field": "body.exclusive", "message": "exclusive by nature"}]})
+    assert offer_errors(refused) == {"royalty_rate": "1-10000", "exclusive": "exclusive by nature"}
+
+
+def test_valuation_form_becomes_the_request_and_refusals_find_their_field():
+    from techbridge_gateway.console.valuations import valuation_body, valuation_errors
+
+    errors: dict = {}
+    body = valuation_body("A1", _Form(methods=["income", "cost", "bogus"], first_year_revenue="5,000,000",
+                                      growth_rate="10", life_years="8", royalty_low="3", royalty_mode="5",
+                                      royalty_high="8", discount_rate="", development_cost="2000000",
+                                      paths="2000"), errors)
+    assert errors == {}
+    assert body["methods"] == ["income", "cost"] and body["simulation"] == {"paths": 2000}
+    assert body["income"]["first_year_revenue"] == 500_000_000 and body["income"]["life_years"] == 8
+    assert body["income"]["growth_rate"] == pytest.approx(0.10)
+    assert body["income"]["royalty_rate"] == {"dist": "triangular", "low": 0.03, "mode": 0.05, "high": 0.08}
+    assert "discount_rate" not in body["income"] and "rnpv" not in body
+    assert body["cost"]["items"][0]["amount"] == 200_000_000
+    errors = {}
+    valuation_body("A1", _Form(methods=["income"], first_year_revenue="lots", growth_rate="ten"), errors)
+    assert set(errors) == {"first_year_revenue", "growth_rate"}
+    refused = ApiError(422, {"errors": [
+        {"field": "body.income.life_years", "message": "beyond the patent term"},
+        {"field": "body.cost.items.0.amount", "message": "negative"},
+        {"field": "body.income.revenues", "message": "give either"},
+        {"field": "body.achievement_id", "message": "unknown"}]})
+    assert valuation_errors(refused) == {"life_years": "beyond the patent term", "development_cost": "negative",
+                                         "first_year_revenue": "give either", "_": "unknown"}
+
+
+def test_voucher_statement_shows_each_entrys_effect_and_the_balance_after_it():
+    from techbridge_gateway.console.programmes import voucher_lines
+
+    lines = [_line(7, "t", ("voucher:v:available", -2000), ("voucher:v:reserved", 2000), kind="reserve"),
+             _line(2, "t", ("programme:P:unissued", -5000), ("voucher:v:available", 5000), kind="issue"),
+             _line(9, "t", ("voucher:v:reserved", -2000), ("agency:P:a:payable", 2000), kind="settle")]
+    shown = voucher_lines("v", lines)
+    assert [(x["kind"], x["d_available"], x["d_reserved"], x["available_after"]) for x in shown] == [
+        ("settle", 0, -2000, 3000), ("reserve", -2000, 2000, 3000), ("issue", 5000, 0, 5000)]
+
+
+def test_timeline_and_histogram_charts_are_valid_svg():
+    ns = "{http://www.w3.org/2000/svg}"
+    svg = charts.timeline_chart("预算 & 发放", [(0.0, [100.0, 0.0]), (86400.0 * 30, [100.0, 40.0])], ["a", "b"])
+    root = ElementTree.fromstring(svg)
+    paths = [p for p in root.iter(ns + "path")]
+    assert len(paths) == 2 and paths[1].find(ns + "title").text == "b: 40"
+    assert "2026" not in svg and "1970-01-01" in svg  # dates on the axis when the span is long
+    assert "chart-empty" in charts.timeline_chart("t", [], ["a"])
+    hist = charts.histogram("分布", [0, 10, 20, 30], [1, 4, 2], [("P10", 5), ("P50", 15), ("P90", 99)])
+    root = ElementTree.fromstring(hist)
+    bins = [r for r in root.iter(ns + "rect") if r.get("class") == "bin"]
+    heights = [float(r.get("height")) for r in bins]
+    assert len(bins) == 3 and heights[1] == max(heights) and heights[0] == pytest.approx(heights[1] / 4)
+    assert len([m for m in root.iter(ns + "line") if m.get("class") == "marker"]) == 2  # P90 lies outside
+    assert "chart-empty" in charts.histogram("t", [0, 1], [], [])
+
+
+def test_a_deal_in_public_notice_completes_only_once_the_notice_has_run():
+    from datetime import UTC, datetime
+
+    from techbridge_gateway.console.deals import notice_over, waiting_for
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    assert not notice_over("2026-12-11T00:00:00Z", now) and notice_over("2026-11-30T23:59:59+00:00", now)
+    assert notice_over(None, now)
+    deal = {"status": "negotiating", "seller_org_id": "S", "buyer_org_id": "B", "seller_signed_at": "x",
+            "buyer_signed_at": None}
+    assert waiting_for(deal, "B") and not waiting_for(deal, "S") and not waiting_for(deal, "other")
+    assert not waiting_for({**deal, "status": "signed"}, "B")

@@ -95,6 +95,21 @@ class Api:
         clean = {k: v for k, v in params.items() if v not in (None, "", [])}
         return (await self.request("GET", path, params=clean)).json()
 
+    async def get_all(self, path: str, *, pages: int = 20, **params: Any) -> tuple[dict, list[dict]]:
+        """Every item of a cursor-paginated list, at most `pages` pages of 100; the first answer's
+        other keys (balances, ...) beside them."""
+        first: dict | None = None
+        items: list[dict] = []
+        cursor = None
+        for _ in range(pages):
+            answer = await self.get(path, limit=100, cursor=cursor, **params)
+            first = first or answer
+            items += answer["items"]
+            cursor = answer.get("next_cursor")
+            if not cursor:
+                break
+        return first or {}, items
+
     async def post(self, path: str, body: Any = None, *, idempotent: bool = False,
                    headers: dict[str, str] | None = None) -> Any:
         r = await self.request("POST", path, json_body=body, idempotent=idempotent, headers=headers)

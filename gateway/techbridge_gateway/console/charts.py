@@ -62,3 +62,101 @@ def by_month(timestamps: Iterable[str | None]) -> list[tuple[str, list[float]]]:
     """ISO timestamps -> rows per YYYY-MM in calendar order."""
     counts = Counter(ts[:7] for ts in timestamps if ts)
     return [(m, [float(counts[m])]) for m in sorted(counts)]
+
+
+def _axis_label(ts: float, span: float) -> str:
+    from datetime import UTC, datetime
+
+    d = datetime.fromtimestamp(ts, UTC)
+    return d.strftime("%H:%M") if span < 2 * 86400 else d.strftime("%Y-%m-%d")
+
+
+def timeline_chart(title: str, points: Sequence[tuple[float, Sequence[float]]], series: Sequence[str],
+                   fmt=lambda v: f"{v:g}", empty: str = "—", width: int = 480, height: int = 240) -> str:
+    """Cumulative figures over time as step lines: `points` are (unix seconds, one value per series)
+    in time order, each value holding until the next point. The x axis is proportional to time."""
+    if not points:
+        return f'<p class="chart-empty" role="note">{escape(title)}: {escape(empty)}</p>'
+    left, right, top_pad, bottom = 8, 8, 26, 22
+    t0, t1 = points[0][0], points[-1][0]
+    if t1 - t0 < 60:
+        t0, t1 = t0 - 60, t1 + 60
+    span = t1 - t0
+    plot_w, plot_h = width - left - right, height - top_pad - bottom
+    top = max((v for _, values in points for v in values), default=0) or 1
+
+    def x(ts: float) -> float:
+        return left + (ts - t0) / span * plot_w
+
+    def y(v: float) -> float:
+        return top_pad + plot_h - max(0.0, v) / top * plot_h
+
+    out = [f'<svg class="chart timeline" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+           f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
+    lx = 0
+    for i, name in enumerate(series):
+        out.append(f'<rect x="{lx}" y="4" width="12" height="12" fill="{PALETTE[i % len(PALETTE)]}"/>'
+                   f'<text x="{lx + 16}" y="14" class="legend">{escape(name)}</text>')
+        lx += 24 + 9 * len(name) + (8 * sum(1 for c in name if ord(c) > 0x2e80))
+    for k in range(5):  # light grid with the value it stands for
+        v = top * k / 4
+        out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>')
+        if k:
+            out.append(f'<text x="{left + 2}" y="{y(v) - 3:.1f}" class="value">{escape(fmt(v))}</text>')
+    for i in range(len(series)):
+        colour = PALETTE[i % len(PALETTE)]
+        path, prev = [], None
+        for ts, values in points:
+            v = values[i]
+            if prev is None:
+                path.append(f"M{x(ts):.1f},{y(v):.1f}")
+            else:
+                path.append(f"H{x(ts):.1f}V{y(v):.1f}")
+            prev = v
+        path.append(f"H{x(t1):.1f}")
+        final = points[-1][1][i]
+        out.append(f'<path d="{"".join(path)}" fill="none" stroke="{colour}" stroke-width="2.5" data-series="{i}">'
+                   f'<title>{escape(series[i])}: {escape(fmt(final))}</title></path>')
+    base = height - 6
+    for ts, anchor in ((t0, "start"), ((t0 + t1) / 2, "middle"), (t1, "end")):
+        out.append(f'<text x="{x(ts):.1f}" y="{base}" text-anchor="{anchor}" class="value">'
+                   f'{escape(_axis_label(ts, span))}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def histogram(title: str, edges: Sequence[float], counts: Sequence[int], markers: Sequence[tuple[str, float]] = (),
+              fmt=lambda v: f"{v:g}", empty: str = "—", width: int = 480, height: int = 220) -> str:
+    """Vertical bars of a distribution (bin i spans edges[i]..edges[i+1]) with labelled vertical
+    markers (e.g. P10 / P50 / P90) and the first and last edge under the axis."""
+    if not counts or len(edges) != len(counts) + 1 or edges[-1] <= edges[0]:
+        return f'<p class="chart-empty" role="note">{escape(title)}: {escape(empty)}</p>'
+    top_pad, bottom, side = 22, 22, 4
+    lo, hi = edges[0], edges[-1]
+    plot_w, plot_h = width - 2 * side, height - top_pad - bottom
+    most = max(counts) or 1
+
+    def x(v: float) -> float:
+        return side + (v - lo) / (hi - lo) * plot_w
+
+    out = [f'<svg class="chart histogram" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+           f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
+    for i, n in enumerate(counts):
+        x0, x1 = x(edges[i]), x(edges[i + 1])
+        h = n / most * plot_h
+        out.append(f'<rect class="bin" x="{x0 + 0.5:.1f}" y="{top_pad + plot_h - h:.1f}" width="{max(0.5, x1 - x0 - 1):.1f}" '
+                   f'height="{h:.1f}" fill="{PALETTE[0]}" fill-opacity="0.75"><title>{escape(fmt(edges[i]))} – '
+                   f'{escape(fmt(edges[i + 1]))}: {n}</title></rect>')
+    out.append(f'<line x1="{side}" x2="{width - side}" y1="{top_pad + plot_h}" y2="{top_pad + plot_h}" class="axis"/>')
+    for j, (name, v) in enumerate(markers):
+        if lo <= v <= hi:
+            mx = x(v)
+            anchor = "start" if mx < width * 0.15 else "end" if mx > width * 0.85 else "middle"
+            out.append(f'<line class="marker" x1="{mx:.1f}" x2="{mx:.1f}" y1="{top_pad - 4}" y2="{top_pad + plot_h}" '
+                       f'stroke="{PALETTE[1 + j % (len(PALETTE) - 1)]}" stroke-width="2" stroke-dasharray="4 3"/>'
+                       f'<text x="{mx:.1f}" y="{top_pad - 8 - (j % 2) * 0}" text-anchor="{anchor}" class="label">'
+                       f'{escape(name)}</text>')
+    out.append(f'<text x="{side}" y="{height - 6}" class="value">{escape(fmt(lo))}</text>'
+               f'<text x="{width - side}" y="{height - 6}" text-anchor="end" class="value">{escape(fmt(hi))}</text>')
+    out.append("</svg>")
+    return "".join(out)

@@ -34,6 +34,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from . import charts, i18n
+from . import figures as figures_of
 from .api import Api, ApiError, stream
 
 HERE = Path(__file__).resolve().parent
@@ -80,7 +81,7 @@ def money(m: dict | None, lang: str = "zh") -> str:
         return "—"
     amount = Decimal(int(m.get("amount", 0))) / 100
     symbol = "¥" if m.get("currency", "CNY") == "CNY" else m.get("currency", "") + " "
-    return f"{symbol}{amount:,.2f}"
+    return f"{'-' if amount < 0 else ''}{symbol}{abs(amount):,.2f}"
 
 
 def yuan_to_fen(text: str) -> int | None:
@@ -408,9 +409,18 @@ async def _enterprise_page(page: Page, api: Api, *, values=None, errors=None, er
         wallet = (await api.get("/api/v1/vouchers/vouchers", limit=50))["items"]
     except ApiError as exc:
         wallet_error = exc
+    applications, programmes = [], []
+    try:
+        applications = (await api.get("/api/v1/vouchers/applications", limit=20))["items"]
+        programmes = [p for p in (await api.get("/api/v1/vouchers/programmes", limit=50))["items"]
+                      if p["state"] == "open"]
+    except ApiError as exc:
+        wallet_error = wallet_error or exc
+    names = {p["id"]: p["name"] for p in programmes}
     values = values or {"transfer_modes": []}
     values.setdefault("idempotency_key", str(uuid.uuid4()))
     return page.render("enterprise.html", status=status, demands=demands, wallet=wallet, wallet_error=wallet_error,
+                       applications=applications, programmes=programmes, programme_names=names,
                        values=values, errors=errors or {}, error=error)
 
 
@@ -545,10 +555,13 @@ REDEMPTION_FORM = ("voucher_id", "enterprise_org_id", "amount", "invoice_amount"
 
 
 async def _agency_page(page: Page, api: Api, *, values=None, errors=None, error=None, status: int = 200) -> Response:
+    from .programmes import enrolments
+
     items = (await api.get("/api/v1/vouchers/redemptions", limit=100))["items"]
     values = values or {}
     values.setdefault("idempotency_key", str(uuid.uuid4()))
-    return page.render("agency.html", status=status, items=items, values=values, errors=errors or {}, error=error)
+    return page.render("agency.html", status=status, items=items, values=values, errors=errors or {}, error=error,
+                       enrolments=await enrolments(page, api))
 
 
 @router.get("/agency")
@@ -605,8 +618,19 @@ async def government(request: Request, api: Api = Depends(api_of)) -> Response:
     budget_svg = charts.bar_chart(page.t("budget_chart"), rows,
                                   [page.t("budget"), page.t("issued"), page.t("settled")], fmt=yuan,
                                   empty=page.t("no_data"), width=480)
-    transfers = (await api.get("/api/v1/matching/transfers", limit=100))["items"]
+    over_time = []
+    for prog, _ in figures[:3]:  # the programmes' journals replayed: budget, issued, settled after each entry
+        _, lines = await api.get_all(f"/api/v1/vouchers/programmes/{prog['id']}/statement")
+        points = [(ts, [v / 100 for v in values]) for ts, values in figures_of.programme_timeline(lines, prog["id"])]
+        over_time.append((prog, Markup(charts.timeline_chart(
+            f"{page.t('budget_over_time')} · {prog['name']}", points,
+            [page.t("budget"), page.t("issued"), page.t("settled")], fmt=yuan, empty=page.t("no_data")))))
+    _, transfers = await api.get_all("/api/v1/matching/transfers", pages=10)
     live = [x for x in transfers if x["status"] != "cancelled"]
+    from .deals import Names
+
+    names = Names(page, api)
+    top = [(await names.org(org), n, value) for org, n, value in figures_of.top_institutions(transfers)]
     modes = charts.count_by(page.label("transfer_mode", x["current_offer"]["mode"]) for x in live)
     months = charts.by_month(x.get("signed_at") or x.get("created_at") for x in live)
     fields: list[str] = []
@@ -628,6 +652,9 @@ async def government(request: Request, api: Api = Depends(api_of)) -> Response:
                                           page.t("no_data"))),
         field_svg=Markup(charts.bar_chart(page.t("transfers_by_field"), charts.count_by(fields),
                                           [page.t("transfers")], count_fmt, page.t("no_data"))),
+        top_svg=Markup(charts.bar_chart(page.t("top_institutions"), [(name, [float(n)]) for name, n, _ in top],
+                                        [page.t("deals_count")], count_fmt, page.t("no_data"))),
+        top=top, over_time=over_time,
         feed_types=FEED_TYPES, modes={m: page.label("transfer_mode", m) for m in MODES})
 
 
@@ -649,3 +676,7 @@ async def government_feed(request: Request) -> Response:
 
     return StreamingResponse(relay(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+# The pages kept in their own modules register on the same router.
+from . import deals, programmes, valuations  # noqa: E402,F401
