@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from .envelope import CloudEvent, EnvelopeError, dlq_topic, topic_for_type, utcnow
 from .metrics import CONSUMED, CONSUMER_LAG, DLQ_RECORDS, HANDLER_FAILURES
 from .settings import KafkaSettings
-from .tracing import child_traceparent, current_traceparent
+from .tracing import consuming
 from .uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -260,14 +260,10 @@ class ConsumerRunner:
             await uow.commit()
             return True
 
-    @staticmethod
-    async def _call(handler: Handler, uow: UnitOfWork, event: CloudEvent) -> None:
+    async def _call(self, handler: Handler, uow: UnitOfWork, event: CloudEvent) -> None:
         """Run a handler inside the event's trace, so what it publishes continues that trace."""
-        token = current_traceparent.set(child_traceparent(event.traceparent))
-        try:
+        with consuming(self.service, self.group, event):
             await handler(uow, event)
-        finally:
-            current_traceparent.reset(token)
 
     async def _claim(self, uow: UnitOfWork, record, event: CloudEvent) -> bool:
         """Insert the inbox row in the handler's transaction; False if this group has it already."""

@@ -26,6 +26,7 @@ from sqlalchemy import Table, and_, delete, func, select, update
 from .db import Database
 from .envelope import kafka_headers, utcnow
 from .metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
+from .tracing import traced_producer
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class OutboxRelay:
 
     async def _send(self, rows) -> list[int]:
         """Send rows; return the seqs acknowledged, stopping each key at its first failure."""
-        producer = await self._ensure_producer()
+        producer = traced_producer(await self._ensure_producer(), self.service)  # spans when exported
         headers = kafka_headers()
         futures = []
         for r in rows:

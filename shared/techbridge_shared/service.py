@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import MetaData, Table
 
-from . import kafka
+from . import kafka, tracing
 from .consumer import ConsumerRunner, Subscription
 from .db import Database, wait_for_database
 from .envelope import dlq_topic
@@ -233,6 +233,7 @@ def create_app(spec: ServiceSpec, runtime: ServiceRuntime | None = None) -> Fast
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
+    tracing.instrument_app(app, spec.name)  # spans when traces are exported, inside the request context
     app.add_middleware(RequestContextMiddleware, service=spec.name)
     app.include_router(health_router(runtime))
     for router in spec.routers:
