@@ -168,3 +168,35 @@ def promql_metrics(expr: str) -> set[str]:
     expr = re.sub(r"\$\w+|\$\{[^}]*\}", "", expr)  # dashboard variables
     names = set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b", expr))
     return {n for n in names if n not in PROMQL_WORDS and not re.fullmatch(r"\d+[smhdwy]?|e", n)}
+
+
+# Standard OpenTelemetry variables the processes receive: read by techbridge_shared.tracing
+# (and the SDK), not by the settings classes.
+OTEL_VARIABLES = {"OTEL_EXPORTER_OTLP_ENDPOINT"}
+
+
+def collector_config_problems(config: dict) -> list[str]:
+    """What an OpenTelemetry Collector would refuse at start: a pipeline naming an undefined
+    component, an unused-but-required piece missing, a traces pipeline without OTLP in."""
+    problems = []
+    service = config.get("service", {})
+    for ext in service.get("extensions", []):
+        if ext not in config.get("extensions", {}):
+            problems.append(f"extension {ext} is not defined")
+    pipelines = service.get("pipelines", {})
+    if "traces" not in pipelines:
+        problems.append("no traces pipeline")
+    for pname, pipeline in pipelines.items():
+        for section in ("receivers", "processors", "exporters"):
+            for component in pipeline.get(section, []):
+                if component not in (config.get(section) or {}):
+                    problems.append(f"{pname}: {section[:-1]} {component} is not defined")
+        if not pipeline.get("receivers") or not pipeline.get("exporters"):
+            problems.append(f"{pname}: needs receivers and exporters")
+        processors = pipeline.get("processors", [])
+        if processors and processors[0] != "memory_limiter":
+            problems.append(f"{pname}: memory_limiter must come first")
+    protocols = (config.get("receivers") or {}).get("otlp", {}).get("protocols", {})
+    if protocols.get("http", {}).get("endpoint", "").rsplit(":", 1)[-1] != "4318":
+        problems.append("the OTLP/HTTP receiver must listen on 4318 (the processes' exporter)")
+    return problems

@@ -13,7 +13,9 @@ from importlib import resources
 
 import pytest
 
-from deploy_support import DEPLOY, env_prefix, interpolate, load_settings_with, need, processes
+from deploy_support import (
+    DEPLOY, OTEL_VARIABLES, collector_config_problems, env_prefix, interpolate, load_settings_with, need, processes,
+)
 
 COMPOSE = DEPLOY / "compose" / "compose.yaml"
 ENV_EXAMPLE = DEPLOY / "compose" / ".env.example"
@@ -130,12 +132,15 @@ def test_start_order_has_no_cycle_and_names_only_defined_services(compose):
 
 def test_only_the_gateway_is_published(compose):
     published = {name for name, svc in compose["services"].items() if svc.get("ports")}
-    assert published == {"gateway"}
+    assert published == {"gateway", "jaeger"}
+    # The trace viewer only on the host's loopback, and only with the tracing profile.
+    assert compose["services"]["jaeger"]["ports"] == ["127.0.0.1:16686:16686"]
+    assert compose["services"]["jaeger"]["profiles"] == ["tracing"]
 
 
 @pytest.mark.parametrize("name", sorted(processes()))
 def test_each_process_accepts_its_compose_settings_in_production(compose, name):
-    env = {k: str(v) for k, v in compose["services"][name]["environment"].items()}
+    env = {k: str(v) for k, v in compose["services"][name]["environment"].items() if k not in OTEL_VARIABLES}
     prefix = env_prefix(name)
     assert all(k.startswith(prefix) for k in env), f"{name} gets another process's setting"
     settings = load_settings_with(name, env)
@@ -148,3 +153,36 @@ def test_each_process_accepts_its_compose_settings_in_production(compose, name):
     for field, default in type(settings).model_fields.items():
         if field.endswith(("_url", "_servers")) and isinstance(default.default, str) and "127.0.0.1" in default.default:
             assert prefix + field.upper() in env, f"{prefix}{field.upper()} must be set in compose.yaml"
+
+
+# --- traces ---------------------------------------------------------------------------------------
+def test_the_collector_receives_otlp_and_forwards_to_jaeger(compose):
+    yaml = need("yaml")
+    collector = compose["services"]["otel-collector"]
+    assert collector["profiles"] == ["tracing"] and collector["read_only"] is True
+    config_path = next(v.split(":")[0] for v in collector["volumes"] if v.endswith(":/etc/otelcol/config.yaml:ro"))
+    config = yaml.safe_load((DEPLOY / "compose" / config_path).read_text())
+    assert collector_config_problems(config) == []
+    [exporter] = config["service"]["pipelines"]["traces"]["exporters"]
+    host = config["exporters"][exporter]["endpoint"].split(":")[0]
+    assert host in compose["services"] and compose["services"][host]["profiles"] == ["tracing"]
+    broken = json.loads(json.dumps(config))
+    broken["service"]["pipelines"]["traces"]["exporters"].append("otlp/nowhere")
+    assert collector_config_problems(broken) == ["traces: exporter otlp/nowhere is not defined"]
+
+
+def test_processes_export_traces_only_when_an_endpoint_is_given(raw, variables, compose, monkeypatch):
+    from techbridge_shared import tracing
+
+    with_collector = interpolate(raw, {**variables, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"})
+    for name in processes():
+        assert compose["services"][name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+        env = with_collector["services"][name]["environment"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+    # The shared library reads the standard variable as compose sets it: empty means off.
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    for value, expected in (("", False), ("http://otel-collector:4318", True)):
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", value)
+        assert tracing.exporting_from_environment() is expected

@@ -18,6 +18,8 @@ import pytest
 
 from deploy_support import (
     K8S,
+    OTEL_VARIABLES,
+    collector_config_problems,
     ROOT,
     declared_topics,
     env_prefix,
@@ -296,6 +298,8 @@ def test_each_process_accepts_what_its_pods_receive_in_production(rendered, vari
     resources = rendered[variant]
     deployment = one(resources, "Deployment", name)
     env = pod_environment(resources, deployment, lambda s, k: realistic(s, k, name))
+    otel = {k: env.pop(k) for k in OTEL_VARIABLES & set(env)}
+    assert otel == {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"}
     prefix = env_prefix(name)
     assert all(k.startswith(prefix) for k in env), f"{name} gets another process's setting"
     settings = load_settings_with(name, env)
@@ -533,6 +537,42 @@ def test_network_policies_let_only_the_gateway_call_the_services(rendered):
         assert admitted(policies, labels, gateway, None), f"the gateway cannot call {name}"
         other = pod_labels(one(resources, "Deployment", "catalog" if name != "catalog" else "vouchers"))
         assert not admitted(policies, labels, other, None), f"another service can call {name}"
-        for rule in (r for p in policies for r in p["spec"]["ingress"]):
+        for rule in (r for p in policies if matches(p["spec"]["podSelector"], labels) for r in p["spec"]["ingress"]):
             for port in rule["ports"]:
                 assert port["port"] == "http"
+
+
+# --- traces -------------------------------------------------------------------------------
+
+
+def test_the_collector_receives_every_process_and_forwards_to_a_backend(rendered):
+    yaml = need("yaml")
+    for variant, resources in rendered.items():
+        config = yaml.safe_load(one(resources, "ConfigMap", "otel-collector-config")["data"]["config.yaml"])
+        assert collector_config_problems(config) == [], variant
+        deployment = one(resources, "Deployment", "otel-collector")
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["image"].startswith("otel/opentelemetry-collector-contrib:")
+        assert container["image"].split(":")[-1] not in ("", "latest")
+        assert container["args"] == ["--config=/conf/config.yaml"]
+        [volume] = pod["volumes"]
+        assert volume["configMap"]["name"] == "otel-collector-config"
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        assert container["readinessProbe"]["httpGet"]["port"] == "health"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert {p["containerPort"] for p in container["ports"]} == {4317, 4318, 13133}
+        assert config["extensions"]["health_check"]["endpoint"].endswith(":13133")
+        service = one(resources, "Service", "otel-collector")
+        assert matches({"matchLabels": service["spec"]["selector"]}, pod_labels(deployment))
+        http_port = next(p["port"] for p in service["spec"]["ports"] if p["targetPort"] == "otlp-http")
+        # Every process exports to that Service and port, and the policy lets its pods in.
+        policies = find(resources, "NetworkPolicy")
+        for name in processes():
+            process = one(resources, "Deployment", name)
+            env = pod_environment(resources, process, lambda s, k: realistic(s, k, name))
+            assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://otel-collector:{http_port}", (variant, name)
+            assert admitted(policies, pod_labels(deployment), pod_labels(process), None), f"{name} cannot send spans"
+        assert not admitted(policies, pod_labels(deployment), {"app": "other"}, None)
+        one(resources, "PodDisruptionBudget", "otel-collector")
