@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     upstream_max_connections: int = Field(default=200, ge=1, le=10_000)
     upstream_max_keepalive: int = Field(default=50, ge=0, le=10_000,
                                         description="Idle connections kept per service for the OpenAPI fetches (at most 4)")
-    upstream_keepalive_s: float = Field(default=30.0, gt=0, le=3600,
+    # Below the services' own idle timeout (uvicorn closes after 5 s), so the gateway never sends
+    # a POST on a connection the service is closing at that moment (GETs would be retried).
+    upstream_keepalive_s: float = Field(default=4.0, gt=0, le=3600,
                                         description="How long an idle proxy connection to a service is kept")
 
     # --- tokens ---------------------------------------------------------------------------
