@@ -8,6 +8,8 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 SEED ?= 1
+ONLY ?=
+QUICK ?=
 
 .PHONY: help install kafka-jars run up down status seed test bench eval-matching clean
 
@@ -47,11 +49,10 @@ test: install ## run every test on a real Kafka broker and a real PostgreSQL ser
 	@pg_url=$$(deploy/postgres/pg.sh start) && \
 	  TECHBRIDGE_TEST_PG_URL=$$pg_url $(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install ## run the benchmarks under tests/bench and print their figures
+bench: install ## every benchmark against stacks it starts; figures vs goals in tests/bench/results/SUMMARY.md [ONLY=a,b QUICK=1]
 	@pg_url=$$(deploy/postgres/pg.sh start) && \
-	  for bench in tests/bench/*.py; do \
-	    echo "== $$bench"; TECHBRIDGE_TEST_PG_URL=$$pg_url $(PY) $$bench || exit 1; \
-	  done
+	  TECHBRIDGE_TEST_PG_URL=$$pg_url $(PY) tests/bench/run_all.py \
+	    $(if $(ONLY),--only $(ONLY)) $(if $(filter-out 0,$(QUICK)),--quick)
 
 eval-matching: install ## matching quality on BEIR files: CORPUS= QUERIES= RUN= [QRELS=]
 	@$(PY) -m techbridge_matching.evaluation --corpus $(CORPUS) --queries $(QUERIES) --run $(RUN) $(if $(QRELS),--qrels $(QRELS))
