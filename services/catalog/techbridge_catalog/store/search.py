@@ -9,15 +9,19 @@ the other values of a facet it already filters on.
 
 Where the counts come from:
 - a search without text, price or region conditions, over statuses everyone may see (or by a
-  reviewer), reads them from the count tables the triggers of migration 0004 keep (a few
-  thousand rows whatever the catalog's size);
+  reviewer), reads them from the count tables the triggers of migration 0004 keep, whose size
+  depends on the variety of the values, not on the number of listings: the kind, TRL, mode
+  and status facets and the total from facet_cells (facet_owner_cells when filtering on
+  institutions), the institution facet from facet_owner_cells, the IPC facet from
+  facet_ipc_cells (each unless the search filters on IPC codes, resp. institutions);
 - otherwise the kind, TRL, mode and status facets come from one grouped query over the hits
-  (grouped by those four values, each group tested against each filter here), and the IPC and
-  institution facets from one grouped query each, cut to their top 20.
+  (grouped by those four values, each group tested against each filter in `_tally`), and the
+  IPC and institution facets from one grouped query each, cut to their top 20.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
 
@@ -42,7 +46,6 @@ A = achievements
 FTS = table("achievement_fts", column("rowid"))
 FACET_LIMIT = 20
 PUBLIC = sorted(s.value for s in PUBLIC_STATUSES)
-CELL_FACETS = ("ip_type", "trl", "transfer_mode", "status")
 
 
 def _fts_match(tokens) -> str:
@@ -68,7 +71,7 @@ class Search:
     def __init__(self, session: AsyncSession):
         self.s = session
         self.pg = session.bind.dialect.name == "postgresql"
-        self._counted_cells: dict[bool, list] = {}
+        self._cells_memo: list | None = None
 
     # --- clauses ------------------------------------------------------------------------------
     def _text_clause(self, q: SearchQuery):
@@ -135,9 +138,26 @@ class Search:
         return (statuses_ok and not q.text_tokens and q.price_min is None and q.price_max is None
                 and not q.region)
 
-    @staticmethod
-    def _cell_filtered(q: SearchQuery) -> bool:
-        return q.trl_min is not None or q.trl_max is not None or bool(q.ip_types) or bool(q.transfer_modes)
+    def _count_statuses(self, q: SearchQuery, viewer: Viewer) -> list[str] | None:
+        return [s.value for s in q.statuses] if q.statuses else (None if viewer.reviewer else PUBLIC)
+
+    def _count_where(self, t, q: SearchQuery, viewer: Viewer) -> list:
+        """The search's filters on (status, kind, TRL, modes) as conditions on a count table."""
+        w = [t.c.n > 0]
+        statuses = self._count_statuses(q, viewer)
+        if statuses is not None:
+            w.append(t.c.status.in_(statuses))
+        if q.trl_min is not None:
+            w.append(t.c.trl >= q.trl_min)
+        if q.trl_max is not None:
+            w.append(t.c.trl <= q.trl_max)
+        if q.ip_types:
+            w.append(t.c.ip_type.in_([x.value for x in q.ip_types]))
+        if q.transfer_modes:
+            w.append(t.c.modes_bits.op("&")(modes_to_bits(q.transfer_modes)) != 0)
+        if q.owner_org_ids and t is facet_owner_cells:
+            w.append(t.c.owner_org_id.in_(list(q.owner_org_ids)))
+        return w
 
     # --- query ----------------------------------------------------------------------------------
     async def run(self, q: SearchQuery, viewer: Viewer) -> SearchResult:
@@ -202,106 +222,117 @@ class Search:
         return SearchResult(hits=hits, next_cursor=next_cursor, total=total)
 
     async def _total(self, q: SearchQuery, viewer: Viewer, where: list) -> int:
-        if self._counted(q, viewer) and not q.ipc_prefixes and not q.owner_org_ids:
-            cells = await self._cells_from_counts(q, viewer, own=False)
-            return sum(n for c, n in cells if self._passes(q, c, without=None))
+        if self._counted(q, viewer) and not q.ipc_prefixes:
+            if q.facets:  # the groups are read for the facets anyway
+                return self._tally(q, await self._cells(q, viewer))[0]
+            t = facet_owner_cells if q.owner_org_ids else facet_cells
+            return int((await self.s.execute(
+                select(func.coalesce(func.sum(t.c.n), 0)).where(*self._count_where(t, q, viewer)))).scalar_one())
         return (await self.s.execute(select(func.count()).select_from(A).where(*where))).scalar_one()
 
     # --- facets ---------------------------------------------------------------------------------
     async def facets(self, q: SearchQuery, viewer: Viewer) -> dict[str, list[dict]]:
-        out: dict[str, list[dict]] = {}
         counted = self._counted(q, viewer)
         # Kind, TRL, mode and status: one set of (status, kind, TRL, modes) groups, from the
         # count tables or from one grouped query over the hits without those four filters.
-        if counted and not q.ipc_prefixes and not q.owner_org_ids:
-            cells = await self._cells_from_counts(q, viewer, own=True)
+        if counted and not q.ipc_prefixes:
+            cells = await self._cells(q, viewer)
         else:
             cols = (A.c.status, A.c.ip_type, A.c.trl, A.c.modes_bits)
             rows = await self.s.execute(
                 select(*cols, func.count()).where(*self._where(q, viewer, cells=False)).group_by(*cols))
             cells = [((s, t, trl, bits), n) for s, t, trl, bits, n in rows]
-        for facet in CELL_FACETS:
-            counts: dict = {}
-            for cell, n in cells:
-                if not self._passes(q, cell, without=facet):
-                    continue
-                status, ip_type, trl, bits = cell
-                if facet == "transfer_mode":
-                    for m in _modes(bits):
-                        counts[m] = counts.get(m, 0) + n
-                else:
-                    value = {"ip_type": ip_type, "trl": trl, "status": status}[facet]
-                    counts[value] = counts.get(value, 0) + n
-            out[facet] = _ranked(counts)
+        out = self._tally(q, cells)[1]
         out["ipc_class"] = await self._ipc_facet(q, viewer, counted)
         out["institution"] = await self._institution_facet(q, viewer, counted)
         return out
 
-    def _passes(self, q: SearchQuery, cell: tuple, *, without: str | None) -> bool:
-        """Whether a (status, kind, TRL, modes) group meets the search's filters on those four,
-        leaving out the filter of facet `without`."""
-        status, ip_type, trl, bits = cell
-        if without != "status" and q.statuses and status not in {s.value for s in q.statuses}:
-            return False
-        if without != "trl" and ((q.trl_min is not None and trl < q.trl_min) or (q.trl_max is not None and trl > q.trl_max)):
-            return False
-        if without != "ip_type" and q.ip_types and ip_type not in {t.value for t in q.ip_types}:
-            return False
-        if without != "transfer_mode" and q.transfer_modes and not bits & modes_to_bits(q.transfer_modes):
-            return False
-        return True
+    def _tally(self, q: SearchQuery, cells: list) -> tuple[int, dict[str, list[dict]]]:
+        """Total and disjunctive counts from (status, kind, TRL, modes) groups: a group that meets
+        every filter counts in every facet; one that misses exactly one filter counts only in
+        that filter's facet (each facet is counted without its own filter)."""
+        st = {s.value for s in q.statuses} if q.statuses else None
+        kinds = {t.value for t in q.ip_types} if q.ip_types else None
+        lo, hi = q.trl_min, q.trl_max
+        want = modes_to_bits(q.transfer_modes) if q.transfer_modes else 0
+        total = 0
+        by_status: dict = {}
+        by_kind: dict = {}
+        by_trl: dict = {}
+        by_bits: dict = {}
+        for (status, ip_type, trl, bits), n in cells:
+            miss_s = st is not None and status not in st
+            miss_t = (lo is not None and trl < lo) or (hi is not None and trl > hi)
+            miss_k = kinds is not None and ip_type not in kinds
+            miss_m = want != 0 and not bits & want
+            misses = miss_s + miss_t + miss_k + miss_m
+            if misses > 1:
+                continue
+            if not miss_t and not miss_k and not miss_m:
+                by_status[status] = by_status.get(status, 0) + n
+            if misses == 0:
+                total += n
+            if not miss_s and not miss_k and not miss_m:
+                by_trl[trl] = by_trl.get(trl, 0) + n
+            if not miss_s and not miss_t and not miss_m:
+                by_kind[ip_type] = by_kind.get(ip_type, 0) + n
+            if not miss_s and not miss_t and not miss_k:
+                by_bits[bits] = by_bits.get(bits, 0) + n
+        by_mode: dict = {}
+        for bits, n in by_bits.items():
+            for m in _modes(bits):
+                by_mode[m] = by_mode.get(m, 0) + n
+        return total, {"ip_type": _ranked(by_kind), "trl": _ranked(by_trl), "transfer_mode": _ranked(by_mode),
+                       "status": _ranked(by_status)}
 
-    async def _cells_from_counts(self, q: SearchQuery, viewer: Viewer, *, own: bool) -> list[tuple[tuple, int]]:
-        if own not in self._counted_cells:
-            self._counted_cells[own] = await self._read_cells(viewer, own=own)
-        return self._counted_cells[own]
+    async def _cells(self, q: SearchQuery, viewer: Viewer) -> list[tuple[tuple, int]]:
+        if self._cells_memo is None:
+            self._cells_memo = await self._read_cells(q, viewer)
+        return self._cells_memo
 
-    async def _read_cells(self, viewer: Viewer, *, own: bool) -> list[tuple[tuple, int]]:
-        fc = facet_cells
-        stmt = select(fc.c.status, fc.c.ip_type, fc.c.trl, fc.c.modes_bits, fc.c.n).where(fc.c.n > 0)
+    async def _read_cells(self, q: SearchQuery, viewer: Viewer) -> list[tuple[tuple, int]]:
+        """Groups from the count tables: every status the caller may see (the status facet is
+        counted without the status filter), narrowed to the institutions filtered on."""
+        t = facet_owner_cells if q.owner_org_ids else facet_cells
+        cols = (t.c.status, t.c.ip_type, t.c.trl, t.c.modes_bits)
+        stmt = select(*cols, func.sum(t.c.n)).where(t.c.n > 0).group_by(*cols)
+        if q.owner_org_ids:
+            stmt = stmt.where(t.c.owner_org_id.in_(list(q.owner_org_ids)))
         if not viewer.reviewer:
-            stmt = stmt.where(fc.c.status.in_(PUBLIC))
-        cells = [((s, t, trl, bits), n) for s, t, trl, bits, n in await self.s.execute(stmt)]
-        if own and not viewer.reviewer and viewer.org:
+            stmt = stmt.where(t.c.status.in_(PUBLIC))
+        cells = [((s, k, trl, bits), int(n)) for s, k, trl, bits, n in await self.s.execute(stmt)]
+        if not viewer.reviewer and viewer.org and (not q.owner_org_ids or viewer.org in q.owner_org_ids):
             # The status facet also shows the caller's own unlisted achievements (drafts, ...).
             cols = (A.c.status, A.c.ip_type, A.c.trl, A.c.modes_bits)
             rows = await self.s.execute(
                 select(*cols, func.count()).where(A.c.owner_org_id == viewer.org, A.c.status.not_in(PUBLIC))
                 .group_by(*cols))
-            cells += [((s, t, trl, bits), n) for s, t, trl, bits, n in rows]
+            cells += [((s, k, trl, bits), n) for s, k, trl, bits, n in rows]
         return cells
-
-    def _count_statuses(self, q: SearchQuery, viewer: Viewer) -> list[str] | None:
-        return [s.value for s in q.statuses] if q.statuses else (None if viewer.reviewer else PUBLIC)
 
     async def _ipc_facet(self, q: SearchQuery, viewer: Viewer, counted: bool) -> list[dict]:
         # IPC subclasses (an achievement with several codes in one subclass counts once).
-        if counted and not q.owner_org_ids and not self._cell_filtered(q):
+        if counted and not q.owner_org_ids:
             c = facet_ipc_cells
             n = func.sum(c.c.n).label("n")
-            stmt = select(c.c.subclass, n).group_by(c.c.subclass).having(func.sum(c.c.n) > 0)
-            statuses = self._count_statuses(q, viewer)
-            if statuses is not None:
-                stmt = stmt.where(c.c.status.in_(statuses))
+            stmt = (select(c.c.subclass, n).where(*self._count_where(c, q, viewer)).group_by(c.c.subclass)
+                    .order_by(literal_column("n").desc(), c.c.subclass).limit(FACET_LIMIT))
         else:
             i = achievement_ipc
             n = func.count(func.distinct(i.c.achievement_id)).label("n")
             stmt = (select(i.c.subclass, n).select_from(i.join(A, A.c.id == i.c.achievement_id))
-                    .where(*self._where(q, viewer, without="ipc_class")).group_by(i.c.subclass))
-            stmt = stmt.order_by(literal_column("n").desc(), i.c.subclass).limit(FACET_LIMIT)
-            return [{"value": v, "count": int(k)} for v, k in await self.s.execute(stmt)]
-        stmt = stmt.order_by(literal_column("n").desc(), facet_ipc_cells.c.subclass).limit(FACET_LIMIT)
+                    .where(*self._where(q, viewer, without="ipc_class")).group_by(i.c.subclass)
+                    .order_by(literal_column("n").desc(), i.c.subclass).limit(FACET_LIMIT))
         return [{"value": v, "count": int(k)} for v, k in await self.s.execute(stmt)]
 
     async def _institution_facet(self, q: SearchQuery, viewer: Viewer, counted: bool) -> list[dict]:
-        if counted and not q.ipc_prefixes and not self._cell_filtered(q):
+        if counted and not q.ipc_prefixes:
             c = facet_owner_cells
             n = func.sum(c.c.n).label("n")
-            stmt = select(c.c.owner_org_id, n).group_by(c.c.owner_org_id).having(func.sum(c.c.n) > 0)
-            statuses = self._count_statuses(q, viewer)
-            if statuses is not None:
-                stmt = stmt.where(c.c.status.in_(statuses))
-            stmt = stmt.order_by(literal_column("n").desc(), c.c.owner_org_id).limit(FACET_LIMIT)
+            # Counted without the institution filter (this facet's own).
+            where = self._count_where(c, _without_owners(q), viewer)
+            stmt = (select(c.c.owner_org_id, n).where(*where).group_by(c.c.owner_org_id)
+                    .order_by(literal_column("n").desc(), c.c.owner_org_id).limit(FACET_LIMIT))
         else:
             n = func.count().label("n")
             stmt = (select(A.c.owner_org_id, n).where(*self._where(q, viewer, without="institution"))
@@ -314,6 +345,10 @@ class Search:
                                         .where(organisations.c.id.in_([v for v, _ in top])))
             names = dict(rows.all())
         return [{"value": v, "label": names.get(v), "count": k} for v, k in top]
+
+
+def _without_owners(q: SearchQuery) -> SearchQuery:
+    return replace(q, owner_org_ids=())
 
 
 def _iso(value: datetime) -> str:

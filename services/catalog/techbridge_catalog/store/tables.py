@@ -96,6 +96,9 @@ facet_owner_cells = Table(
     "facet_owner_cells", metadata,
     Column("status", String(20), primary_key=True),
     Column("owner_org_id", String(64), primary_key=True),
+    Column("ip_type", String(30), primary_key=True),
+    Column("trl", Integer, primary_key=True),
+    Column("modes_bits", Integer, primary_key=True),
     Column("n", Integer, nullable=False),
 )
 
@@ -103,6 +106,9 @@ facet_ipc_cells = Table(
     "facet_ipc_cells", metadata,
     Column("status", String(20), primary_key=True),
     Column("subclass", String(4), primary_key=True),
+    Column("ip_type", String(30), primary_key=True),
+    Column("trl", Integer, primary_key=True),
+    Column("modes_bits", Integer, primary_key=True),
     Column("n", Integer, nullable=False),
 )
 
