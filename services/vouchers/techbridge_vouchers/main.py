@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from techbridge_shared.service import ServiceSpec, background_loop, create_app as create_service_app
 from techbridge_shared.settings import load_settings
 
-from .api import agencies, applications, ledger, programmes, redemptions, vouchers
+from .api import agencies, applications, ledger, payouts, programmes, redemptions, vouchers
 from .config import Settings
 from .events.consumed import subscriptions
 from .events.published import TOPICS
@@ -53,7 +53,7 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
         metadata=metadata,
         migrations_dir=MIGRATIONS_DIR,
         routers=[programmes.router, agencies.router, applications.router, vouchers.router, redemptions.router,
-                 ledger.router],
+                 payouts.router, ledger.router],
         publishes=list(TOPICS),
         subscriptions=subscriptions(settings.consumer_group_prefix),
         lifespan_hooks=background(settings),

@@ -65,6 +65,7 @@ class RedemptionOut(Schema):
     voided_at: datetime | None
     paid_at: datetime | None
     payout_ref: str | None
+    payout_batch_id: str | None = Field(default=None, description="The payout batch that paid it, if any")
     clawed_back: Money
 
 
@@ -76,7 +77,8 @@ def present(r: m.Redemption) -> RedemptionOut:
         invoice_amount=money_of(r.invoice_amount, c), invoice_ref=r.invoice_ref, category=r.category,
         transfer_id=r.transfer_id, state=r.state, requested_by=r.requested_by, created_at=r.created_at,
         settled_by=r.settled_by, settled_at=r.settled_at, voided_reason=r.voided_reason, voided_at=r.voided_at,
-        paid_at=r.paid_at, payout_ref=r.payout_ref, clawed_back=money_of(r.clawed_back, c))
+        paid_at=r.paid_at, payout_ref=r.payout_ref, payout_batch_id=r.payout_batch_id,
+        clawed_back=money_of(r.clawed_back, c))
 
 
 @router.post("", status_code=201, responses=MONEY_ERRORS,

@@ -487,6 +487,7 @@ class Redemption:
     paid_at: datetime | None = None
     payout_ref: str | None = None
     clawed_back: int = 0
+    payout_batch_id: str | None = None  # set when paid out as part of a payout batch
 
     @property
     def net_settled(self) -> int:
@@ -622,3 +623,62 @@ def clawback(r: Redemption, programme: Programme, *, amount: int, reason: str, s
                    postings=_move(agency_account(programme.id, r.agency_org_id, source),
                                   programme_account(programme.id, AccountKind.UNISSUED), amount))
     return replace(r, clawed_back=r.clawed_back + amount), entry
+
+
+# --- payout batches ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PayoutTotal:
+    programme_id: str
+    currency: str
+    amount: int  # what this batch paid, net of claw-backs before payment
+    count: int
+
+
+@dataclass(frozen=True)
+class PayoutBatch:
+    """One payment order to an agency covering all its settled, unpaid redemptions that match
+    the filters. Each redemption is paid by its own journal entry (payable -> paid, on its
+    voucher's chain), so the voucher and agency statements show every fen; the batch lists them
+    and their totals for reconciliation with the agency's bank statement."""
+
+    id: str
+    agency_org_id: str
+    reference: str
+    programme_id: str | None  # filter: only this programme
+    settled_before: datetime | None  # filter: only redemptions settled before this time
+    totals: tuple[PayoutTotal, ...]
+    count: int
+    created_by: str
+    created_at: datetime
+    note: str = ""
+
+
+def payout_batch(agency_org_id: str, settled: list[Redemption], programmes: dict[str, Programme], *,
+                 reference: str, programme_id: str | None, settled_before: datetime | None, note: str,
+                 now: datetime, actor: str, batch_id: str | None = None
+                 ) -> tuple[PayoutBatch, list[tuple[Redemption, JournalEntry | None]]]:
+    """Pay out every given redemption (each must be the agency's and settled). A redemption
+    clawed back in full is marked paid without moving money, as a single payout would."""
+    if not reference.strip():
+        raise invalid("body.reference", "the payment order reference is required")
+    if settled_before is not None and settled_before > now:
+        raise invalid("body.settled_before", "cannot be in the future")
+    if not settled:
+        raise refused("nothing_to_pay", f"agency {agency_org_id} has no settled, unpaid redemption "
+                      "matching the request")
+    bid = batch_id or new_id()
+    paid: list[tuple[Redemption, JournalEntry | None]] = []
+    sums: dict[str, list[int]] = {}
+    for r in sorted(settled, key=lambda x: (x.settled_at or x.created_at, x.id)):
+        if r.agency_org_id != agency_org_id:
+            raise ValueError(f"redemption {r.id} belongs to another agency")
+        done, entry = payout(r, programmes[r.programme_id], reference=reference, now=now, actor=actor)
+        paid.append((replace(done, payout_batch_id=bid), entry))
+        s = sums.setdefault(r.programme_id, [0, 0])
+        s[0] += entry.amount if entry is not None else 0
+        s[1] += 1
+    totals = tuple(PayoutTotal(pid, programmes[pid].currency, a, n) for pid, (a, n) in sorted(sums.items()))
+    batch = PayoutBatch(bid, agency_org_id, reference, programme_id, settled_before, totals, len(paid), actor, now,
+                        note)
+    return batch, paid

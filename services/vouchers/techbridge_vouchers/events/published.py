@@ -21,7 +21,8 @@ AGENCY_TOPIC = topic_name(SERVICE, "agency")
 APPLICATION_TOPIC = topic_name(SERVICE, "application")
 VOUCHER_TOPIC = topic_name(SERVICE, "voucher")
 REDEMPTION_TOPIC = topic_name(SERVICE, "redemption")
-TOPICS = (PROGRAMME_TOPIC, AGENCY_TOPIC, APPLICATION_TOPIC, VOUCHER_TOPIC, REDEMPTION_TOPIC)
+PAYOUT_BATCH_TOPIC = topic_name(SERVICE, "payout-batch")
+TOPICS = (PROGRAMME_TOPIC, AGENCY_TOPIC, APPLICATION_TOPIC, VOUCHER_TOPIC, REDEMPTION_TOPIC, PAYOUT_BATCH_TOPIC)
 
 
 class _Event(BaseModel):
@@ -113,6 +114,39 @@ class RedemptionEvent(LedgerRef):
     payout_ref: str | None = None
     clawed_back: Money | None = Field(default=None, description="For clawed-back: the amount reversed now")
     clawed_back_total: Money | None = None
+    payout_batch_id: str | None = Field(default=None, description="For paid: the payout batch that paid it, if any")
+    at: datetime
+
+
+class PayoutTotalData(_Event):
+    programme_id: str
+    amount: Money
+    count: int
+
+
+class PayoutItem(_Event):
+    redemption_id: str
+    voucher_id: str
+    programme_id: str
+    amount: Money = Field(description="Paid by this batch (settled minus any claw-back before payment)")
+    entry_id: str | None = Field(description="The payout journal entry (none when nothing was left to pay)")
+    entry_hash: str | None
+
+
+class PayoutBatchEvent(_Event):
+    """paid: one payment order covering an agency's settled redemptions; the sum of `items` per
+    programme is `totals`, and each item names its journal entry, so an auditor reconciles the
+    batch with the agency's statement and bank record."""
+
+    batch_id: str
+    agency_org_id: str
+    reference: str
+    programme_id: str | None = Field(default=None, description="The programme filter asked for, if any")
+    settled_before: datetime | None = Field(default=None, description="The settlement-time filter, if any")
+    count: int
+    totals: list[PayoutTotalData]
+    items: list[PayoutItem]
+    created_by: str
     at: datetime
 
 

@@ -34,7 +34,7 @@ def publish(uow: UnitOfWork, verb: str, r: m.Redemption, entry: JournalEntry | N
         transfer_id=r.transfer_id, state=r.state, settled_by=r.settled_by, reason=reason or (r.voided_reason or ""),
         payout_ref=r.payout_ref, clawed_back=money(clawed, r.currency) if clawed is not None else None,
         clawed_back_total=money(r.clawed_back, r.currency) if r.clawed_back else None,
-        entry_id=entry.id if entry else None, entry_hash=digest, at=now())))
+        payout_batch_id=r.payout_batch_id, entry_id=entry.id if entry else None, entry_hash=digest, at=now())))
 
 
 async def _post(repo: Repository, entry: JournalEntry | None) -> str | None:

@@ -65,7 +65,7 @@ def _redemption_values(r: m.Redemption) -> dict[str, Any]:
             "created_at": _ts(r.created_at), "settled_by": r.settled_by, "settled_at": _ts(r.settled_at),
             "settle_entry_id": None, "voided_reason": r.voided_reason, "voided_at": _ts(r.voided_at),
             "paid_at": _ts(r.paid_at), "payout_ref": r.payout_ref, "clawed_back": r.clawed_back,
-            "payout_batch_id": None}
+            "payout_batch_id": r.payout_batch_id}
 
 
 class HotRepository:
@@ -123,11 +123,9 @@ class HotRepository:
     async def add_redemption(self, r: m.Redemption) -> None:
         self._new.append(_redemption_values(r))
 
-    async def save_redemption(self, r: m.Redemption, *, settle_entry_id: str | None = None,
-                              payout_batch_id: str | None = None) -> None:
+    async def save_redemption(self, r: m.Redemption, *, settle_entry_id: str | None = None) -> None:
         values = _redemption_values(r)
         values["settle_entry_id"] = settle_entry_id
-        values["payout_batch_id"] = payout_batch_id
         pending = next((x for x in self._new if x["id"] == r.id), None)
         if pending is not None:  # created in this transaction: write it as it ends up
             values["settle_entry_id"] = settle_entry_id or pending["settle_entry_id"]
@@ -136,7 +134,6 @@ class HotRepository:
         before = self._changed.get(r.id)
         if before is not None:
             values["settle_entry_id"] = settle_entry_id or before["settle_entry_id"]
-            values["payout_batch_id"] = payout_batch_id or before["payout_batch_id"]
         self._changed[r.id] = values
 
     async def post(self, entry: JournalEntry) -> str:

@@ -39,6 +39,7 @@ from .tables import (
     enrolments,
     journal,
     organisations,
+    payout_batches,
     postings,
     programmes,
     redemptions,
@@ -98,7 +99,16 @@ def redemption_from_row(r) -> m.Redemption:
         state=m.RedemptionState(r.state), requested_by=r.requested_by, created_at=r.created_at,
         settled_by=r.settled_by, settled_at=r.settled_at, voided_reason=r.voided_reason, voided_at=r.voided_at,
         paid_at=r.paid_at, payout_ref=r.payout_ref, clawed_back=r.clawed_back,
+        payout_batch_id=getattr(r, "payout_batch_id", None),
     )
+
+
+def payout_batch_from_row(r) -> m.PayoutBatch:
+    return m.PayoutBatch(
+        id=r.id, agency_org_id=r.agency_org_id, reference=r.reference, programme_id=r.programme_id,
+        settled_before=r.settled_before,
+        totals=tuple(m.PayoutTotal(t["programme_id"], t["currency"], t["amount"], t["count"]) for t in r.totals),
+        count=r.count, created_by=r.created_by, created_at=r.created_at, note=r.note or "")
 
 
 def application_from_row(r) -> m.Application:
@@ -317,11 +327,12 @@ class Repository:
             enterprise_org_id=r.enterprise_org_id, amount=r.amount, currency=r.currency,
             invoice_amount=r.invoice_amount, invoice_ref=r.invoice_ref, category=r.category,
             transfer_id=r.transfer_id, state=r.state, requested_by=r.requested_by, created_at=r.created_at,
-            clawed_back=0))
+            clawed_back=0, payout_batch_id=r.payout_batch_id))
 
     async def save_redemption(self, r: m.Redemption, *, settle_entry_id: str | None = None) -> None:
         values = dict(state=r.state, settled_by=r.settled_by, settled_at=r.settled_at, voided_reason=r.voided_reason,
-                      voided_at=r.voided_at, paid_at=r.paid_at, payout_ref=r.payout_ref, clawed_back=r.clawed_back)
+                      voided_at=r.voided_at, paid_at=r.paid_at, payout_ref=r.payout_ref, clawed_back=r.clawed_back,
+                      payout_batch_id=r.payout_batch_id)
         if settle_entry_id:
             values["settle_entry_id"] = settle_entry_id
         await self.s.execute(update(redemptions).where(redemptions.c.id == r.id).values(**values))
@@ -383,6 +394,68 @@ class Repository:
             return None
         v = await self.voucher(r.voucher_id, lock=True)
         return await self.redemption(redemption_id), v
+
+    async def payable_redemptions(self, agency_org_id: str, *, programme_id: str | None = None,
+                                  settled_before: datetime | None = None, ids: Sequence[str] | None = None
+                                  ) -> list[m.Redemption]:
+        """The agency's settled, unpaid redemptions (optionally of one programme, settled before a
+        time, or among given ids), oldest settlement first."""
+        q = select(redemptions).where(and_(redemptions.c.agency_org_id == agency_org_id,
+                                           redemptions.c.state == m.RedemptionState.SETTLED))
+        if programme_id:
+            q = q.where(redemptions.c.programme_id == programme_id)
+        if settled_before is not None:
+            q = q.where(redemptions.c.settled_at < settled_before)
+        if ids is not None:
+            q = q.where(redemptions.c.id.in_(list(ids)))
+        rows = (await self.s.execute(q.order_by(redemptions.c.settled_at, redemptions.c.id))).all()
+        return [redemption_from_row(r) for r in rows]
+
+    async def lock_vouchers(self, voucher_ids: Iterable[str]) -> dict[str, m.Voucher]:
+        """Lock several vouchers in id order (so two such transactions cannot deadlock)."""
+        ids = sorted(set(voucher_ids))
+        if not ids:
+            return {}
+        q = select(vouchers).where(vouchers.c.id.in_(ids)).order_by(vouchers.c.id)
+        if self.dialect == "postgresql":
+            q = q.with_for_update()
+        rows = (await self.s.execute(q)).all()
+        for row in rows:
+            self._heads[row.id] = row.head_hash
+        return {row.id: voucher_from_row(row) for row in rows}
+
+    # --- payout batches
+    async def add_payout_batch(self, b: m.PayoutBatch) -> None:
+        await self.s.execute(insert(payout_batches).values(
+            id=b.id, agency_org_id=b.agency_org_id, programme_id=b.programme_id, settled_before=b.settled_before,
+            reference=b.reference, count=b.count, totals=[asdict(t) for t in b.totals], created_by=b.created_by,
+            created_at=b.created_at, note=b.note))
+
+    async def payout_batch(self, batch_id: str) -> m.PayoutBatch | None:
+        row = (await self.s.execute(select(payout_batches).where(payout_batches.c.id == batch_id))).first()
+        return payout_batch_from_row(row) if row else None
+
+    async def list_payout_batches(self, agency_org_id: str, *, limit: int, after: tuple[str, str] | None
+                                  ) -> list[m.PayoutBatch]:
+        q = (select(payout_batches).where(payout_batches.c.agency_org_id == agency_org_id)
+             .order_by(payout_batches.c.created_at.desc(), payout_batches.c.id.desc()))
+        if after:
+            q = q.where(tuple_(payout_batches.c.created_at, payout_batches.c.id)
+                        < (datetime.fromisoformat(after[0]), after[1]))
+        return [payout_batch_from_row(r) for r in (await self.s.execute(q.limit(limit + 1))).all()]
+
+    async def batch_redemptions(self, batch_id: str) -> list[m.Redemption]:
+        q = select(redemptions).where(redemptions.c.payout_batch_id == batch_id).order_by(redemptions.c.settled_at,
+                                                                                        redemptions.c.id)
+        return [redemption_from_row(r) for r in (await self.s.execute(q)).all()]
+
+    async def payout_entries(self, redemption_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Redemption id -> (entry id, entry hash) of its payout entry."""
+        if not redemption_ids:
+            return {}
+        q = select(journal.c.redemption_id, journal.c.id, journal.c.hash).where(and_(
+            journal.c.kind == EntryKind.PAYOUT, journal.c.redemption_id.in_(list(redemption_ids))))
+        return {r.redemption_id: (r.id, r.hash) for r in (await self.s.execute(q)).all()}
 
     async def invoice_covered(self, agency_org_id: str, invoice_ref: str) -> tuple[int, set[int]]:
         """What live redemptions already cover of one agency invoice, and the invoice amounts they gave."""
