@@ -21,11 +21,16 @@ from ..reports import html
 
 router = APIRouter(prefix="/api/v1/valuation/valuations", tags=["valuations"])
 
+# Identifiers are printable ASCII (the catalog's are UUIDs): refused here rather than sent to
+# the database, which cannot store some characters (NUL) and would fail with a 500.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+
 
 class ValuationRequest(Assumptions):
     """An achievement and the requester's assumptions; anything not given comes from the defaults table."""
 
-    achievement_id: str = Field(min_length=1, max_length=64, description="The achievement to value")
+    achievement_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN,
+                                description="The achievement to value")
 
 
 class Links(BaseModel):
@@ -99,7 +104,8 @@ async def request(body: ValuationRequest, runtime: Runtime, identity: Caller) ->
 @router.get("", name="list", summary="List valuations visible to the caller", response_model=Page[ValuationSummary],
             responses=problem_responses(401, 422))
 async def list_valuations(runtime: Runtime, identity: Caller, params: Annotated[PageParams, Depends(page_params)],
-                achievement_id: Annotated[str | None, Query(max_length=64, description="Only this achievement")] = None,
+                achievement_id: Annotated[str | None, Query(max_length=64, pattern=ID_PATTERN,
+                                                                    description="Only this achievement")] = None,
                 ) -> Page[ValuationSummary]:
     rows, nxt = await service.list_valuations(runtime, identity, achievement_id=achievement_id,
                                               limit=params.limit, cursor=params.cursor)
