@@ -359,7 +359,7 @@ async def edit_achievement(achievement_id: str, body: AchievementPatch, response
 
 
 @router.get("/{achievement_id}/history", summary="Who changed the achievement, when, and what",
-            responses=problem_responses(403, 404))
+            responses=problem_responses(403, 404, 422))
 async def achievement_history(achievement_id: str, params: PageParams = Depends(page_params),
                               identity: Identity = Depends(require_identity),
                               reader: Reader = Depends(reader_of)) -> Page[HistoryEntry]:

@@ -93,7 +93,7 @@ async def register(body: OrganisationIn, response: Response, identity: Identity 
     return out(row)
 
 
-@router.get("", summary="List registered organisations")
+@router.get("", summary="List registered organisations", responses=problem_responses(422))
 async def list_organisations(
     params: PageParams = Depends(page_params),
     kind: Annotated[OrgKind | None, Query(description="Only this kind")] = None,
@@ -135,7 +135,7 @@ async def update_organisation(organisation_id: str, body: OrganisationPatch, res
 
 
 @router.get("/{organisation_id}/history", summary="Who changed the organisation, when, and what",
-            responses=problem_responses(403, 404))
+            responses=problem_responses(403, 404, 422))
 async def organisation_history(organisation_id: str, params: PageParams = Depends(page_params),
                                identity: Identity = Depends(require_identity),
                                reader: Reader = Depends(reader_of)) -> Page[HistoryEntry]:
