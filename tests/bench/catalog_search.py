@@ -16,7 +16,9 @@ an enterprise buyer would send them (facets on unless said otherwise):
 - text, no facets: words, `facets=false`
 
 Each case is warmed up with a few requests, then timed `--queries` times (random choices from
-fixed lists); p50/p95 are wall times of the whole HTTP request in-process (ASGI, no network).
+fixed lists); p50/p95 are wall times of the whole HTTP request in-process (ASGI, no network),
+and cpu is this process's CPU time per request (Python, and SQLite which runs in-process; not
+the PostgreSQL server's), which a loaded machine disturbs much less than wall time.
 Facet reuse is off (`--facet-cache-s 0`) unless asked for, so every count is computed.
 
     .venv/bin/python tests/bench/catalog_search.py                       # sqlite + postgresql, 10k and 100k
@@ -237,7 +239,7 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
         runtime = app.state.runtime
         sql.attach(runtime.db.engine)
         reader = getattr(app.state, "catalog_reader", None)
-        if reader is not None and reader.engine is not runtime.db.engine:
+        if reader is not None and reader.engine.sync_engine is not runtime.db.engine.sync_engine:
             sql.attach(reader.engine)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c", timeout=600) as c:
             orgs = sorted({org for org, _ in batches})
@@ -249,18 +251,19 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                 assert r.status_code == 201, r.text
             loaded, batch_no, prev = 0, 0, 0
             for size in sizes:
-                rows, seconds = 0, 0.0
+                rows, seconds, cpu = 0, 0.0, 0.0
                 while loaded < size:
                     org, body = batches[batch_no]
                     batch_no += 1
                     n = body.count(b"\n") + 1
                     owner = Identity(sub="bench", org=org, roles=frozenset({"institution"}))
                     with profiled(profile and batch_no == 1, f"{kind}: import {n} rows", sql, 1):
-                        t0 = time.perf_counter()
+                        c0, t0 = time.process_time(), time.perf_counter()
                         r = await c.post(f"{A}/import", headers={**h(owner, "POST", f"{A}/import"),
                                                                  "content-type": "application/x-ndjson"},
                                          params={"submit": "true"}, content=body)
                         seconds += time.perf_counter() - t0
+                        cpu += time.process_time() - c0
                     assert r.status_code == 200 and r.json()["imported"] == n, r.text[:500]
                     rows += n
                     loaded += n
@@ -272,20 +275,22 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                     await conn.execute(text("ANALYZE"))
                 if hasattr(app.state, "facet_cache"):
                     app.state.facet_cache = None
-                results.append({"store": kind, "size": size, "case": "import", "rows": rows,
-                                "from": prev, "rows_per_s": round(rows / seconds) if seconds else None})
+                results.append({"store": kind, "size": size, "case": "import", "rows": rows, "from": prev,
+                                "rows_per_s": round(rows / seconds) if seconds else None,
+                                "cpu_us_per_row": round(cpu * 1e6 / rows) if rows else None})
                 print(json.dumps(results[-1]), flush=True)
                 prev = size
 
                 async def timed(params, n):
-                    times = []
+                    times, cpu = [], 0.0
                     for _ in range(n):
                         p = params()
-                        t0 = time.perf_counter()
+                        c0, t0 = time.process_time(), time.perf_counter()
                         r = await c.get(A, headers=h(buyer, "GET", A), params=p)
                         times.append((time.perf_counter() - t0) * 1000)
+                        cpu += time.process_time() - c0
                         assert r.status_code == 200, r.text[:300]
-                    return times
+                    return times, cpu * 1000 / n
 
                 cases = {
                     "text": lambda: {"q": rnd.choice(QUERIES)},
@@ -297,9 +302,10 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                 for name, params in cases.items():
                     await timed(params, 5)  # warm up
                     with profiled(profile, f"{kind} {size}: {name}", sql, queries):
-                        times = await timed(params, queries)
+                        times, cpu_ms = await timed(params, queries)
                     results.append({"store": kind, "size": size, "case": name, "p50_ms": round(pct(times, 50), 1),
-                                    "p95_ms": round(pct(times, 95), 1), "mean_ms": round(sum(times) / len(times), 1)})
+                                    "p95_ms": round(pct(times, 95), 1), "mean_ms": round(sum(times) / len(times), 1),
+                                    "cpu_ms": round(cpu_ms, 1)})
                     print(json.dumps(results[-1]), flush=True)
     return results
 
@@ -313,6 +319,7 @@ async def main() -> None:
                     help="facet count reuse (the service default is 5 s; 0 measures every count)")
     ap.add_argument("--profile", action="store_true", help="SQL and Python time per import and per search case")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--keep-pg", action="store_true", help="keep the PostgreSQL database (to EXPLAIN queries on it)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -337,13 +344,16 @@ async def main() -> None:
                     all_results += await bench_store(kind, f"{server.rstrip('/')}/{name}", sizes, batches,
                                                      args.queries, Path(tmp), args.facet_cache_s, args.profile)
                 finally:
-                    await drop_pg_database(server.rstrip("/"), name)
+                    if args.keep_pg:
+                        print(f"postgresql database kept: {name}")
+                    else:
+                        await drop_pg_database(server.rstrip("/"), name)
     load_after = os.getloadavg()
     print(f"\nload average (1/5/15 min) before {load_before}, after {load_after}; {os.cpu_count()} cpus")
-    print("store       size     case               p50 ms  p95 ms  import rows/s")
+    print("store       size     case               p50 ms  p95 ms  cpu ms/req  import rows/s  cpu us/row")
     for r in all_results:
         print(f"{r['store']:<11} {r['size']:<8} {r['case']:<18} {r.get('p50_ms', ''):>6}  {r.get('p95_ms', ''):>6}  "
-              f"{r.get('rows_per_s', '')}")
+              f"{r.get('cpu_ms', ''):>10}  {r.get('rows_per_s', ''):>13}  {r.get('cpu_us_per_row', ''):>10}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({

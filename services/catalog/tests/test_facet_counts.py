@@ -99,6 +99,8 @@ async def test_kept_counts_equal_a_recount_through_every_change(api):
     mine = facets(await both_paths(api, owner_v))
     assert dict(mine["status"]) == {"published": 5, "withdrawn": 1}
     assert dict(facets(await both_paths(api, owner_u))["status"]) == {"published": 5, "draft": 1}
+    # One whole IPC subclass is counted from the IPC count table, the caller's own drafts included.
+    assert dict(facets(await both_paths(api, owner_u, ipc="H01M"))["status"]) == {"published": 1, "draft": 1}
 
     for params in ({"trl_min": 5}, {"trl_min": 4, "trl_max": 7, "ip_type": "invention_patent"},
                    {"transfer_mode": ["assignment", "equity"]}, {"ipc": "H01"}, {"institution": V},

@@ -138,6 +138,14 @@ class Search:
         return (statuses_ok and not q.text_tokens and q.price_min is None and q.price_max is None
                 and not q.region)
 
+    def _cells_counted(self, q: SearchQuery, viewer: Viewer) -> bool:
+        """Whether facet_cells (or the owner or IPC count table) answers the total and the kind,
+        TRL, mode and status facets: an IPC filter only when it is one whole subclass, which
+        facet_ipc_cells counts exactly (an achievement once per subclass)."""
+        if not self._counted(q, viewer):
+            return False
+        return not q.ipc_prefixes or (_one_subclass(q) is not None and not q.owner_org_ids)
+
     def _count_statuses(self, q: SearchQuery, viewer: Viewer) -> list[str] | None:
         return [s.value for s in q.statuses] if q.statuses else (None if viewer.reviewer else PUBLIC)
 
@@ -222,12 +230,14 @@ class Search:
         return SearchResult(hits=hits, next_cursor=next_cursor, total=total)
 
     async def _total(self, q: SearchQuery, viewer: Viewer, where: list) -> int:
-        if self._counted(q, viewer) and not q.ipc_prefixes:
+        if self._cells_counted(q, viewer):
             if q.facets:  # the groups are read for the facets anyway
                 return self._tally(q, await self._cells(q, viewer))[0]
-            t = facet_owner_cells if q.owner_org_ids else facet_cells
-            return int((await self.s.execute(
-                select(func.coalesce(func.sum(t.c.n), 0)).where(*self._count_where(t, q, viewer)))).scalar_one())
+            t = facet_ipc_cells if q.ipc_prefixes else facet_owner_cells if q.owner_org_ids else facet_cells
+            where = self._count_where(t, q, viewer)
+            if q.ipc_prefixes:
+                where.append(t.c.subclass == _one_subclass(q))
+            return int((await self.s.execute(select(func.coalesce(func.sum(t.c.n), 0)).where(*where))).scalar_one())
         return (await self.s.execute(select(func.count()).select_from(A).where(*where))).scalar_one()
 
     # --- facets ---------------------------------------------------------------------------------
@@ -235,7 +245,7 @@ class Search:
         counted = self._counted(q, viewer)
         # Kind, TRL, mode and status: one set of (status, kind, TRL, modes) groups, from the
         # count tables or from one grouped query over the hits without those four filters.
-        if counted and not q.ipc_prefixes:
+        if self._cells_counted(q, viewer):
             cells = await self._cells(q, viewer)
         else:
             cols = (A.c.status, A.c.ip_type, A.c.trl, A.c.modes_bits)
@@ -293,9 +303,11 @@ class Search:
     async def _read_cells(self, q: SearchQuery, viewer: Viewer) -> list[tuple[tuple, int]]:
         """Groups from the count tables: every status the caller may see (the status facet is
         counted without the status filter), narrowed to the institutions filtered on."""
-        t = facet_owner_cells if q.owner_org_ids else facet_cells
+        t = facet_ipc_cells if q.ipc_prefixes else facet_owner_cells if q.owner_org_ids else facet_cells
         cols = (t.c.status, t.c.ip_type, t.c.trl, t.c.modes_bits)
         stmt = select(*cols, func.sum(t.c.n)).where(t.c.n > 0).group_by(*cols)
+        if q.ipc_prefixes:
+            stmt = stmt.where(t.c.subclass == _one_subclass(q))
         if q.owner_org_ids:
             stmt = stmt.where(t.c.owner_org_id.in_(list(q.owner_org_ids)))
         if not viewer.reviewer:
@@ -305,7 +317,8 @@ class Search:
             # The status facet also shows the caller's own unlisted achievements (drafts, ...).
             cols = (A.c.status, A.c.ip_type, A.c.trl, A.c.modes_bits)
             rows = await self.s.execute(
-                select(*cols, func.count()).where(A.c.owner_org_id == viewer.org, A.c.status.not_in(PUBLIC))
+                select(*cols, func.count())
+                .where(A.c.owner_org_id == viewer.org, A.c.status.not_in(PUBLIC), *self._where(q, viewer, cells=False))
                 .group_by(*cols))
             cells += [((s, k, trl, bits), n) for s, k, trl, bits, n in rows]
         return cells
@@ -345,6 +358,11 @@ class Search:
                                         .where(organisations.c.id.in_([v for v, _ in top])))
             names = dict(rows.all())
         return [{"value": v, "label": names.get(v), "count": k} for v, k in top]
+
+
+def _one_subclass(q: SearchQuery) -> str | None:
+    """The IPC filter's subclass when it is exactly one whole subclass such as H01M."""
+    return q.ipc_prefixes[0] if len(q.ipc_prefixes) == 1 and len(q.ipc_prefixes[0]) == 4 else None
 
 
 def _without_owners(q: SearchQuery) -> SearchQuery:
