@@ -239,6 +239,11 @@ def test_timeline_and_histogram_charts_are_valid_svg():
     assert len(paths) == 2 and paths[1].find(ns + "title").text == "b: 40"
     assert "2026" not in svg and "1970-01-01" in svg  # dates on the axis when the span is long
     assert "chart-empty" in charts.timeline_chart("t", [], ["a"])
+    # The last values hold until the page's time; a single point still spans a minute from itself.
+    root = ElementTree.fromstring(charts.timeline_chart("t", [(0.0, [1.0]), (10.0, [2.0])], ["a"], until=100.0,
+                                                        width=108))
+    d = next(root.iter(ns + "path")).get("d")
+    assert d.startswith("M8.0,") and "H17.2V" in d and d.endswith("H100.0")
     hist = charts.histogram("分布", [0, 10, 20, 30], [1, 4, 2], [("P10", 5), ("P50", 15), ("P90", 99)])
     root = ElementTree.fromstring(hist)
     bins = [r for r in root.iter(ns + "rect") if r.get("class") == "bin"]

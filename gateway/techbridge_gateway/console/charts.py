@@ -72,15 +72,16 @@ def _axis_label(ts: float, span: float) -> str:
 
 
 def timeline_chart(title: str, points: Sequence[tuple[float, Sequence[float]]], series: Sequence[str],
-                   fmt=lambda v: f"{v:g}", empty: str = "—", width: int = 480, height: int = 240) -> str:
+                   fmt=lambda v: f"{v:g}", empty: str = "—", width: int = 480, height: int = 240,
+                   until: float | None = None) -> str:
     """Cumulative figures over time as step lines: `points` are (unix seconds, one value per series)
-    in time order, each value holding until the next point. The x axis is proportional to time."""
+    in time order, each value holding until the next point and the last one until `until` (the
+    time of the page). The x axis is proportional to time and spans at least a minute."""
     if not points:
         return f'<p class="chart-empty" role="note">{escape(title)}: {escape(empty)}</p>'
-    left, right, top_pad, bottom = 8, 8, 26, 22
-    t0, t1 = points[0][0], points[-1][0]
-    if t1 - t0 < 60:
-        t0, t1 = t0 - 60, t1 + 60
+    left, right, top_pad, bottom = 8, 8, 40, 22
+    t0 = points[0][0]
+    t1 = max(points[-1][0], until or 0, t0 + 60)
     span = t1 - t0
     plot_w, plot_h = width - left - right, height - top_pad - bottom
     top = max((v for _, values in points for v in values), default=0) or 1

@@ -238,6 +238,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "settled_ok": ("已确认交付，款项转入服务机构应付。", "Delivery confirmed; the amount is now owed to the agency."),
     "voided_ok": ("兑付申请已撤销，金额退回创新券。", "Request withdrawn; the amount is back on the voucher."),
     "agency": ("服务机构", "Agency"),
+    "payable": ("应付本机构（已结算未支付）", "Owed to us (settled, not yet paid)"),
+    "paid": ("已支付本机构", "Paid to us"),
     "enrol": ("申请入驻", "Apply to serve"),
     "enrolled_ok": ("入驻申请已提交，等待主管部门审核。", "Application sent; the programme office reviews it."),
     "enrolment_state": ("入驻状态", "Enrolment"),

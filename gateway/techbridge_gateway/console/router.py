@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal, InvalidOperation
@@ -560,8 +561,15 @@ async def _agency_page(page: Page, api: Api, *, values=None, errors=None, error=
     items = (await api.get("/api/v1/vouchers/redemptions", limit=100))["items"]
     values = values or {}
     values.setdefault("idempotency_key", str(uuid.uuid4()))
+    owed = paid = None
+    try:  # what the programmes owe the agency for settled services, and what they have paid
+        balances = (await api.get(f"/api/v1/vouchers/agencies/{page.org}/statement", limit=1)).get("balances") or {}
+        owed = sum(v for k, v in balances.items() if k.endswith(":payable"))
+        paid = sum(v for k, v in balances.items() if k.endswith(":paid"))
+    except ApiError:
+        pass
     return page.render("agency.html", status=status, items=items, values=values, errors=errors or {}, error=error,
-                       enrolments=await enrolments(page, api))
+                       enrolments=await enrolments(page, api), owed=owed, paid=paid)
 
 
 @router.get("/agency")
@@ -619,12 +627,14 @@ async def government(request: Request, api: Api = Depends(api_of)) -> Response:
                                   [page.t("budget"), page.t("issued"), page.t("settled")], fmt=yuan,
                                   empty=page.t("no_data"), width=480)
     over_time = []
+    now = time.time()
     for prog, _ in figures[:3]:  # the programmes' journals replayed: budget, issued, settled after each entry
         _, lines = await api.get_all(f"/api/v1/vouchers/programmes/{prog['id']}/statement")
         points = [(ts, [v / 100 for v in values]) for ts, values in figures_of.programme_timeline(lines, prog["id"])]
         over_time.append((prog, Markup(charts.timeline_chart(
             f"{page.t('budget_over_time')} · {prog['name']}", points,
-            [page.t("budget"), page.t("issued"), page.t("settled")], fmt=yuan, empty=page.t("no_data")))))
+            [page.t("budget"), page.t("issued"), page.t("settled")], fmt=yuan, empty=page.t("no_data"),
+            until=now))))
     _, transfers = await api.get_all("/api/v1/matching/transfers", pages=10)
     live = [x for x in transfers if x["status"] != "cancelled"]
     from .deals import Names
