@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .common import DeclineReason, region_matches
+import numpy as np
+
+from .common import DeclineReason, TransferMode, region_matches
 from .demands import Demand
 
 BAD_LEGAL_STATUS = {"expired", "invalid", "invalidated", "lapsed", "revoked", "abandoned", "withdrawn", "rejected"}
@@ -149,6 +151,64 @@ def check_constraints(demand: Demand, a: AchievementFacts) -> list[ConstraintChe
 
 def passes_hard(checks: list[ConstraintCheck]) -> bool:
     return not any(c.hard and c.outcome == Outcome.missed for c in checks)
+
+
+_MODE_BIT = {m.value: 1 << i for i, m in enumerate(TransferMode)}
+_UNKNOWN_TRL = -(2**31)
+_NO_PRICE = -(2**63)
+
+
+class FactsColumns:
+    """The facts hard constraints read, one numpy column each, addressed by index slot, so
+    the hard filters of a demand are a few vector comparisons over the whole population
+    instead of a check per candidate. `hard_pass` agrees with `passes_hard(check_constraints())`
+    for every demand and achievement (a property test holds it to that)."""
+
+    def __init__(self):
+        self._currencies: dict[str, int] = {}
+        self.trl = np.zeros(0, dtype=np.int32)  # _UNKNOWN_TRL: not stated
+        self.modes = np.zeros(0, dtype=np.uint8)  # bit per TransferMode
+        self.price = np.zeros(0, dtype=np.int64)  # _NO_PRICE: no asking price
+        self.currency = np.zeros(0, dtype=np.int16)
+        self.negotiable = np.zeros(0, dtype=bool)
+
+    def _grow(self, slot: int) -> None:
+        if slot < len(self.trl):
+            return
+        size = max(1024, 2 * len(self.trl), slot + 1)
+        for name, fill in (("trl", _UNKNOWN_TRL), ("modes", 0), ("price", _NO_PRICE), ("currency", -1), ("negotiable", False)):
+            old = getattr(self, name)
+            grown = np.full(size, fill, dtype=old.dtype)
+            grown[: len(old)] = old
+            setattr(self, name, grown)
+
+    def _currency_id(self, code: str) -> int:
+        return self._currencies.setdefault(code, len(self._currencies))
+
+    def set(self, slot: int, a: AchievementFacts) -> None:
+        self._grow(slot)
+        self.trl[slot] = _UNKNOWN_TRL if a.trl is None else max(-(2**31) + 1, min(2**31 - 1, a.trl))
+        self.modes[slot] = sum(_MODE_BIT.get(m, 0) for m in set(a.transfer_modes))
+        self.price[slot] = _NO_PRICE if a.asking_price is None else max(_NO_PRICE + 1, min(2**63 - 1, a.asking_price))
+        self.currency[slot] = self._currency_id(a.currency)
+        self.negotiable[slot] = a.negotiable
+
+    def hard_pass(self, demand: Demand, size: int) -> np.ndarray:
+        """Which of the first `size` slots miss no hard constraint of `demand`."""
+        self._grow(size - 1)
+        ok = np.ones(size, dtype=bool)
+        if demand.min_trl is not None:
+            trl = self.trl[:size]
+            ok &= (trl == _UNKNOWN_TRL) | (trl >= demand.min_trl)
+        if demand.transfer_modes:
+            wanted = sum(_MODE_BIT[m.value] for m in set(demand.transfer_modes))
+            ok &= (self.modes[:size] & wanted) != 0
+        if demand.budget.maximum is not None:
+            price = self.price[:size]
+            same_currency = self.currency[:size] == self._currency_id(demand.budget.currency)
+            # An unknown price (_NO_PRICE) is never above a budget.
+            ok &= ~(same_currency & (price > demand.budget.maximum) & ~self.negotiable[:size])
+        return ok
 
 
 def feedback_factor(a: AchievementFacts, declines: list[Decline]) -> tuple[float, list[str]]:

@@ -180,6 +180,13 @@ class HybridIndex:
         slot_sets[:n] = self._slot_codeset[:n]
         return by_set[slot_sets], per_set
 
+    def query(self, text: str, vector: np.ndarray | None, ipc: list[str] = (), *,
+              allowed: set[str] | None = None, terms: list[str] | None = None) -> QueryScores:
+        """Score the whole population once: BM25, cosine (one matrix-vector product), IPC
+        overlap and their fusion. Picking and explaining candidates are separate steps, so a
+        caller that filters and re-ranks explains only what it finally shows."""
+        return QueryScores(self, text, vector, list(ipc), allowed=allowed, terms=terms)
+
     def search(
         self,
         text: str,
@@ -189,68 +196,22 @@ class HybridIndex:
         *,
         allowed: set[str] | None = None,
         terms: list[str] | None = None,
+        eligible: np.ndarray | None = None,
     ) -> list[Candidate]:
-        """Top-k candidates by fused score; `allowed` limits the population (hard filters)."""
-        p = self.params
-        q_terms = terms if terms is not None else analyse(text)
-        size = len(self.lexical.ids)
-        if size == 0 or not self._docs:
-            return []
-        mask = self.lexical.active.copy()
-        if allowed is not None:
-            keep = np.zeros(size, dtype=bool)
-            for doc_id in allowed:
-                slot = self.lexical.slot(doc_id)
-                if slot is not None:
-                    keep[slot] = True
-            mask &= keep
-        lexical = self.lexical.scores(q_terms)
-        use_dense = vector is not None and self.dense.count > 0 and p.dense_weight > 0
-        dense = self.dense.similarities(vector, size) if use_dense else np.zeros(size, dtype=np.float32)
-        has_vec = self.dense.has(size)
+        """Top-k candidates by fused score, with their evidence.
 
-        ipc_scores, per_set = self._ipc_scores(list(ipc), size) if ipc else (np.zeros(size), {})
+        `allowed` limits the population (it changes the statistics the scores are
+        standardised with); `eligible` (a boolean per slot, see `slot_count`) only says which
+        documents may be returned, as hard filters do.
+        """
+        q = self.query(text, vector, ipc, allowed=allowed, terms=terms)
+        return q.explain(q.top(k, eligible))
 
-        if p.fusion == "rrf":
-            fused = self._rrf(lexical, dense if use_dense else None, ipc_scores, mask & has_vec if use_dense else mask, mask)
-        else:
-            fused = np.zeros(size, dtype=np.float64)
-            if p.lexical_weight > 0:
-                fused += p.lexical_weight * _standardise(lexical, mask)
-            if use_dense:
-                dense_mask = mask & has_vec
-                # Documents without a vector sit at the population mean: neither pushed nor pulled.
-                fused += p.dense_weight * np.where(has_vec, _standardise(dense, dense_mask), 0.0)
-            fused += p.ipc_weight * ipc_scores
-        # Nothing in common at all (no term, no meaning, no class) is no candidate.
-        relevant = (lexical > 0) | (ipc_scores > 0)
-        if use_dense:
-            relevant |= has_vec
-        fused = np.where(mask & relevant, fused, -np.inf)
-        best = top_k(fused, k, self.lexical.ids)
-        if not best:
-            return []
+    def slot_count(self) -> int:
+        return len(self.lexical.ids)
 
-        slots = [self.lexical.slot(d) for d, _ in best]
-        lex_ranks = _ranks(lexical, mask, slots, positive_only=True)
-        dense_ranks = _ranks(dense, mask & has_vec, slots, positive_only=False) if use_dense else [None] * len(slots)
-        q_set = sorted(set(q_terms))
-        idf = {t: self.lexical.idf(t) for t in q_set}
-        q_weight = sum(idf.values()) or 1.0
-        present = self.lexical.presence(q_set, np.asarray(slots, dtype=np.int64))
-        by_idf = sorted(present, key=lambda t: (-idf[t], t))
-        out = []
-        for i, ((doc_id, score), slot, lr, dr) in enumerate(zip(best, slots, lex_ranks, dense_ranks, strict=True)):
-            cand = Candidate(doc_id=doc_id, score=round(float(score), 6))
-            cand.lexical, cand.lexical_rank = round(float(lexical[slot]), 4), lr
-            if use_dense and has_vec[slot]:
-                cand.dense, cand.dense_rank = round(float(dense[slot]), 4), dr
-            cand.ipc = per_set.get(int(self._slot_codeset[slot])) or ipc_codes.IpcOverlap(0.0, ())
-            matched = [t for t in by_idf if present[t][i]]
-            cand.matched_terms = matched
-            cand.term_coverage = round(sum(idf[t] for t in matched) / q_weight, 4)
-            out.append(cand)
-        return out
+    def slot(self, doc_id: str) -> int | None:
+        return self.lexical.slot(doc_id)
 
     def _rrf(self, lexical, dense, ipc_scores, dense_mask, mask) -> np.ndarray:
         p = self.params
@@ -281,3 +242,102 @@ class HybridIndex:
             cand.dense = round(float(np.dot(vector, doc_vector)), 4)
         cand.ipc = ipc_codes.overlap(list(ipc), list(doc_ipc)) if ipc else ipc_codes.IpcOverlap(0.0, ())
         return cand
+
+
+class QueryScores:
+    """One query's scores over a HybridIndex's whole population (see HybridIndex.query)."""
+
+    def __init__(self, index: HybridIndex, text: str, vector: np.ndarray | None, ipc: list[str], *,
+                 allowed: set[str] | None, terms: list[str] | None):
+        self.index = index
+        p = index.params
+        self.terms = terms if terms is not None else analyse(text)
+        size = self.size = len(index.lexical.ids)
+        self.empty = size == 0 or not index._docs
+        if self.empty:
+            return
+        mask = index.lexical.active
+        if allowed is not None:
+            keep = np.zeros(size, dtype=bool)
+            for doc_id in allowed:
+                slot = index.lexical.slot(doc_id)
+                if slot is not None:
+                    keep[slot] = True
+            mask = mask & keep
+        self.mask = mask
+        self.lexical = index.lexical.scores(self.terms)
+        self.use_dense = vector is not None and index.dense.count > 0 and p.dense_weight > 0
+        self.dense = index.dense.similarities(vector, size) if self.use_dense else None
+        self.has_vec = index.dense.has(size)
+        if ipc:
+            self.ipc_scores, self.per_set = index._ipc_scores(ipc, size)
+        else:
+            self.ipc_scores, self.per_set = None, {}
+        dense_mask = mask & self.has_vec if self.use_dense else None
+        self.dense_mask = dense_mask
+
+        if p.fusion == "rrf":
+            ipc_scores = self.ipc_scores if self.ipc_scores is not None else np.zeros(size)
+            fused = index._rrf(self.lexical, self.dense, ipc_scores, dense_mask if self.use_dense else mask, mask)
+        else:
+            fused = np.zeros(size, dtype=np.float64)
+            if p.lexical_weight > 0:
+                fused += p.lexical_weight * _standardise(self.lexical, mask)
+            if self.use_dense:
+                # Documents without a vector sit at the population mean: neither pushed nor pulled.
+                fused += p.dense_weight * np.where(self.has_vec, _standardise(self.dense, dense_mask), 0.0)
+            if self.ipc_scores is not None:
+                fused += p.ipc_weight * self.ipc_scores
+        # Nothing in common at all (no term, no meaning, no class) is no candidate.
+        relevant = self.lexical > 0
+        if self.ipc_scores is not None:
+            relevant |= self.ipc_scores > 0
+        if self.use_dense:
+            relevant |= self.has_vec
+        self.fused = fused
+        self.selectable = mask & relevant
+
+    def top(self, k: int, eligible: np.ndarray | None = None) -> list[Candidate]:
+        """The k best by fused score among the selectable (and `eligible`) documents, with
+        scores but without the evidence `explain` adds."""
+        if self.empty:
+            return []
+        ok = self.selectable if eligible is None else self.selectable & eligible[: self.size]
+        best = top_k(np.where(ok, self.fused, -np.inf), k, self.index.lexical.ids)
+        out = []
+        for doc_id, score in best:
+            slot = self.index.lexical.slot(doc_id)
+            cand = Candidate(doc_id=doc_id, score=round(float(score), 6))
+            cand.lexical = round(float(self.lexical[slot]), 4)
+            if self.use_dense and self.has_vec[slot]:
+                cand.dense = round(float(self.dense[slot]), 4)
+            cand.ipc = self.per_set.get(int(self.index._slot_codeset[slot])) or _NO_IPC
+            out.append(cand)
+        return out
+
+    def explain(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Add each candidate's evidence: matched terms and idf-weighted coverage, lexical and
+        semantic ranks in the population (within the top RANK_DEPTH)."""
+        if not candidates:
+            return candidates
+        lexical = self.index.lexical
+        slots = [lexical.slot(c.doc_id) for c in candidates]
+        lex_ranks = _ranks(self.lexical, self.mask, slots, positive_only=True)
+        dense_ranks = (_ranks(self.dense, self.dense_mask, slots, positive_only=False) if self.use_dense
+                       else [None] * len(slots))
+        q_set = sorted(set(self.terms))
+        idf = {t: lexical.idf(t) for t in q_set}
+        q_weight = sum(idf.values()) or 1.0
+        present = lexical.presence(q_set, np.asarray(slots, dtype=np.int64))
+        by_idf = sorted(present, key=lambda t: (-idf[t], t))
+        for i, (cand, slot, lr, dr) in enumerate(zip(candidates, slots, lex_ranks, dense_ranks, strict=True)):
+            cand.lexical_rank = lr
+            if self.use_dense and self.has_vec[slot]:
+                cand.dense_rank = dr
+            matched = [t for t in by_idf if present[t][i]]
+            cand.matched_terms = matched
+            cand.term_coverage = round(sum(idf[t] for t in matched) / q_weight, 4)
+        return candidates
+
+
+_NO_IPC = ipc_codes.IpcOverlap(0.0, ())

@@ -105,16 +105,19 @@ class BM25Index:
         # Stale postings of the freed slot stay until the term changes; scores mask them out.
 
     def presence(self, terms, slots: np.ndarray) -> dict[str, np.ndarray]:
-        """For each term, whether each of `slots` contains it (one numpy pass per term)."""
-        size = len(self._slots.ids)
+        """For each term, whether each of `slots` contains it.
+
+        A posting lists slots in the order documents were added, and slots only grow, so it
+        is sorted: a binary search per asked slot, whatever the population's size.
+        """
         out: dict[str, np.ndarray] = {}
         for term in terms:
             posting = self._posting(term)
             if posting is None:
                 continue
-            mark = np.zeros(size, dtype=bool)
-            mark[posting[0]] = True
-            out[term] = mark[slots]
+            listed = posting[0]
+            pos = np.minimum(np.searchsorted(listed, slots), len(listed) - 1)
+            out[term] = listed[pos] == slots
         return out
 
     def shared_terms(self, doc_id: str, terms) -> list[str]:
@@ -222,9 +225,13 @@ class DenseIndex:
         return out
 
     def similarities(self, query: np.ndarray, size: int) -> np.ndarray:
-        out = np.zeros(size, dtype=np.float32)
+        """Cosine of every slot with `query`: one float32 matrix-vector product."""
         n = min(size, len(self._matrix))
-        out[:n] = self._matrix[:n] @ query.astype(np.float32)
+        sims = self._matrix[:n] @ np.asarray(query, dtype=np.float32)
+        if n == size:
+            return sims
+        out = np.zeros(size, dtype=np.float32)
+        out[:n] = sims
         return out
 
 

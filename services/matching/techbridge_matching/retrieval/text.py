@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from functools import lru_cache
+from types import MappingProxyType
 
 import snowballstemmer
 
@@ -64,8 +66,16 @@ def analyse(text: str) -> list[str]:
     return terms
 
 
-def display_terms(text: str) -> dict[str, str]:
-    """term -> the first surface form it came from, so explanations show real words."""
+def display_terms(text: str) -> Mapping[str, str]:
+    """term -> the first surface form it came from, so explanations show real words.
+
+    Kept for the last texts asked about: every hit of one query is explained with the same
+    query text."""
+    return _display_terms(text)
+
+
+@lru_cache(maxsize=256)
+def _display_terms(text: str) -> Mapping[str, str]:
     surface: dict[str, str] = {}
     for piece in _TOKEN_RE.findall(text.lower()):
         if _CJK_RE.match(piece):
@@ -73,4 +83,4 @@ def display_terms(text: str) -> dict[str, str]:
                 surface.setdefault(word, word)
         elif piece not in ENGLISH_STOP:
             surface.setdefault(_stem(piece), piece)
-    return surface
+    return MappingProxyType(surface)

@@ -12,7 +12,7 @@ from techbridge_shared.uow import UnitOfWork
 from ..domain import demands as rules
 from ..domain.common import DeclineReason
 from ..domain.demands import Demand, DemandStatus
-from ..domain.matching import Hit, check_constraints, passes_hard, rank
+from ..domain.matching import Hit, check_constraints, passes_hard
 from ..events.published import demand_event
 from ..retrieval.embedder import to_bytes
 from ..store import repository as repo
@@ -95,22 +95,9 @@ async def matches_for_demand(uow: UnitOfWork, engine: MatchingEngine, identity: 
     d = await load_visible(uow, identity, demand_id)
     _owner_or_admin(identity, d)
     await engine.sync(uow.session)
-    vector = engine.demands.vector(d.id)
-    if vector is None:
-        vector = await engine.embed(d.query_text)
-    pool = max(100, limit * 5)  # candidates left after hard filters; enough for the page
-    candidates = engine.achievements.search(d.query_text, vector, list(d.ipc_codes), k=pool)
-    pairs = [(c, engine.facts[c.doc_id]) for c in candidates if c.doc_id in engine.facts]
+    vector, terms = await engine.query_features(d.query_text, engine.demands.vector(d.id))
     declines = await repo.decline_objects(uow.session, d.id)
-    hits = rank(d, pairs, declines, limit)
-    by_id = {c.doc_id: c for c in candidates}
-    out = []
-    for h in hits:
-        cand = by_id[h.achievement_id]
-        expl = explanation(cand, h.checks, adjustments=h.adjustments, query_text=d.query_text)
-        h.matched_terms = expl["matched_terms"]  # the words as written, not their stems
-        out.append((h, engine.facts[h.achievement_id], expl))
-    return d, out
+    return d, engine.match_demand(d, vector, terms, declines, limit)
 
 
 async def matches_for_achievement(uow: UnitOfWork, engine: MatchingEngine, identity: Identity, achievement_id: str,

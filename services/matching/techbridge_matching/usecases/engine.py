@@ -10,6 +10,7 @@ order), so a catalog event applied by any replica is matchable at the next query
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -18,13 +19,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from techbridge_shared.envelope import utcnow
 
-from ..domain.matching import AchievementFacts
+from ..domain.demands import Demand
+from ..domain.matching import AchievementFacts, Decline, FactsColumns, Hit, rank
 from ..retrieval.embedder import DIMENSION, Embedder, from_bytes
 from ..retrieval.engine import FusionParams, HybridIndex
 from ..retrieval.text import analyse
 from ..store import repository as repo
+from .explain import explanation
 
 RECENT_WINDOW = timedelta(seconds=10)
+QUERY_CACHE = 512  # query texts whose vector and terms are kept (drafts, achievements asked about)
+POOL = 100  # candidates re-ranked by soft constraints and feedback (at least 5 per result asked)
 
 
 def achievement_text(row) -> str:
@@ -55,6 +60,8 @@ class MatchingEngine:
         self.achievements = HybridIndex(DIMENSION, self.params)
         self.demands = HybridIndex(DIMENSION, self.params)
         self.facts: dict[str, AchievementFacts] = {}
+        self.columns = FactsColumns()  # hard-constraint facts by achievement slot
+        self._queries: OrderedDict[str, tuple[np.ndarray | None, list[str]]] = OrderedDict()
         self._seq = 0
         self._loaded = False
         self._lock = asyncio.Lock()
@@ -64,6 +71,54 @@ class MatchingEngine:
         if self.embedder is None or not text.strip():
             return None
         return await asyncio.to_thread(self.embedder.embed_one, text)
+
+    async def query_features(self, text: str, vector: np.ndarray | None = None) -> tuple[np.ndarray | None, list[str]]:
+        """A query text's vector and analysed terms. A stored vector (a published demand's) is
+        used as given; otherwise the text is embedded once and kept, with its terms, for the
+        next QUERY_CACHE distinct texts (drafts asked about again, achievements' own texts)."""
+        cached = self._queries.get(text)
+        if cached is None:
+            own = None if vector is not None else await self.embed(text)
+            cached = (own, analyse(text))
+            self._queries[text] = cached
+            while len(self._queries) > QUERY_CACHE:
+                self._queries.popitem(last=False)
+        else:
+            self._queries.move_to_end(text)
+            if vector is None and cached[0] is None and self.embedder is not None:
+                cached = self._queries[text] = (await self.embed(text), cached[1])
+        return (vector if vector is not None else cached[0]), cached[1]
+
+    # --- matching -----------------------------------------------------------------------
+    def match_demand(self, d: Demand, vector: np.ndarray | None, terms: list[str], declines: list[Decline],
+                     limit: int) -> list[tuple[Hit, AchievementFacts, dict]]:
+        """Ranked achievements for a demand, each with its explanation.
+
+        The whole population is scored once (BM25 postings, one matrix-vector product, IPC
+        overlap, fusion); hard constraints and earlier declines are a mask over it, so the
+        pool re-ranked by soft constraints and feedback holds only achievements that may be
+        shown; evidence and explanations are built for the final `limit` only.
+        """
+        index = self.achievements
+        q = index.query(d.query_text, vector, list(d.ipc_codes), terms=terms)
+        if q.empty:
+            return []
+        eligible = self.columns.hard_pass(d, q.size)
+        for dec in declines:
+            slot = index.slot(dec.achievement_id)
+            if slot is not None:
+                eligible[slot] = False
+        pool = q.top(max(POOL, limit * 5), eligible)
+        hits = rank(d, [(c, self.facts[c.doc_id]) for c in pool if c.doc_id in self.facts], declines, limit)
+        by_id = {c.doc_id: c for c in pool}
+        chosen = q.explain([by_id[h.achievement_id] for h in hits])
+        out = []
+        for h, cand in zip(hits, chosen, strict=True):
+            expl = explanation(cand, h.checks, adjustments=h.adjustments, query_text=d.query_text)
+            h.relevance, h.lexical_rank, h.dense_rank = cand.relevance, cand.lexical_rank, cand.dense_rank
+            h.matched_terms = expl["matched_terms"]  # the words as written, not their stems
+            out.append((h, self.facts[h.achievement_id], expl))
+        return out
 
     # --- keeping in step with the store -------------------------------------------------
     async def sync(self, session: AsyncSession) -> None:
@@ -98,8 +153,15 @@ class MatchingEngine:
             self.facts.pop(doc_id, None)
             return
         vector = from_bytes(row.vector) if row.vector is not None else None
-        self.achievements.add(row.achievement_id, achievement_text(row), vector, list(row.ipc_codes or []))
-        self.facts[row.achievement_id] = repo.facts_from_row(row)
+        self.put_achievement(row.achievement_id, achievement_text(row), vector, list(row.ipc_codes or []),
+                             repo.facts_from_row(row))
+
+    def put_achievement(self, doc_id: str, text: str, vector: np.ndarray | None, ipc: list[str], facts: AchievementFacts,
+                        terms: list[str] | None = None) -> None:
+        """Index one published achievement (replacing its earlier version)."""
+        self.achievements.add(doc_id, text, vector, ipc, terms=terms)
+        self.facts[doc_id] = facts
+        self.columns.set(self.achievements.slot(doc_id), facts)
 
     def _put_demand(self, row, doc_id: str | None = None) -> None:
         if row is None or row.status != "published":
