@@ -312,7 +312,7 @@ def run_benchmark(bench: Benchmark, quick: bool, logs: Path) -> Run:
     log_path = logs / f"{bench.name}.log"
     results_path = RESULTS / bench.results_file if bench.results_file else None
     started_wall = time.time()
-    load_before = os.getloadavg()[0]
+    load_before = round(os.getloadavg()[0], 2)
     started = time.perf_counter()
     print(f"== {bench.name}: {' '.join(command[1:])}", flush=True)
     # A session of its own, so a timeout also ends the brokers and services it started.
@@ -345,7 +345,7 @@ def run_benchmark(bench: Benchmark, quick: bool, logs: Path) -> Run:
         reason = f"exit {code}: " + tail(stderr or stdout)
     elif status == "timed out":
         reason = f"no result within {bench.quick_timeout_s if quick else bench.timeout_s:.0f} s"
-    return Run(bench.name, command, status, seconds, reason, Output(stdout, results), load_before, os.getloadavg()[0])
+    return Run(bench.name, command, status, seconds, reason, Output(stdout, results), load_before, round(os.getloadavg()[0], 2))
 
 
 def tail(text: str, lines: int = 3) -> str:
