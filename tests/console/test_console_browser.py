@@ -487,6 +487,12 @@ def test_pages_of_another_role_and_an_ended_session_say_so(platform, browser):
     page.goto(platform.url + "/console/government")
     assert page.locator("#problem").is_visible()
     assert "403" in page.locator("#problem").inner_text()
+    page.goto(platform.url + "/console/government/reviews")
+    assert "403" in page.locator("#problem").inner_text()
+    # A deal that does not exist (or is not ours): the API's 404, said on the page.
+    page.goto(platform.url + "/console/deals/00000000-0000-0000-0000-000000000000")
+    assert "404" in page.locator("#problem").inner_text()
+    assert page.locator("main a[href='/console/agency']").count() == 1  # and the way back
     # A token the gateway no longer accepts (here: one whose signature does not verify).
     cookie = next(c for c in page.context.cookies() if c["name"] == "tb_console")
     page.context.add_cookies([{**cookie, "value": cookie["value"][:-4] + "AAAA"}])

@@ -106,8 +106,11 @@ def test_pages_without_a_session_and_odd_links_answer_sensibly():
     app = FastAPI()
     app.include_router(router)
     client = TestClient(app)
-    r = client.get("/console/institution", follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == "/console/login"
+    for path in ("/console/institution", "/console/deals", "/console/deals/d1", "/console/deals/new?achievement=a",
+                 "/console/valuations?achievement=a", "/console/valuations/v1", "/console/enterprise/vouchers/v1",
+                 "/console/government/reviews"):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/console/login", path
     page = client.get("/console/login?done=Your+account+was+closed&lang=en").text
     assert "Your account was closed" not in page and "Sign in" in page
     r = client.get("/console/lang/en?next=//evil.example/", follow_redirects=False)
@@ -265,3 +268,15 @@ def test_a_deal_in_public_notice_completes_only_once_the_notice_has_run():
             "buyer_signed_at": None}
     assert waiting_for(deal, "B") and not waiting_for(deal, "S") and not waiting_for(deal, "other")
     assert not waiting_for({**deal, "status": "signed"}, "B")
+
+
+def test_valuation_inputs_are_named_in_chinese_keeping_what_the_service_adds():
+    from techbridge_gateway.console.valuations import input_label
+
+    royalty = {"name": "income.royalty_rate", "label": "Royalty rate (Energy storage and power)"}
+    assert input_label("zh", royalty) == "提成率 (Energy storage and power)"
+    assert input_label("en", royalty) == royalty["label"]
+    assert input_label("zh", {"name": "cost.items[0]", "label": "Cost: research and development"}) == \
+        "成本：research and development"
+    assert input_label("zh", {"name": "something.new", "label": "Something new"}) == "Something new"
+    assert input_label("zh", {"name": "tax_rate", "label": "Income tax rate"}) == "所得税率"

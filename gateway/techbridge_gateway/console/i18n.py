@@ -284,6 +284,28 @@ LABELS["method"] = {
     "cost": ("成本法", "Cost"), "market": ("市场法：平台可比交易", "Market: comparable deals"),
     "real_option": ("实物期权法", "Real option"),
 }
+# The valuation service names its inputs in English; by their dotted name the console shows them
+# in Chinese too (a name it does not know keeps the service's label).
+LABELS["input"] = {
+    "income.revenue_scale": ("收入预测系数", "Revenue forecast multiplier"),
+    "income.first_year_revenue": ("首年销售收入", "First-year revenue"),
+    "income.growth_rate": ("年增长率", "Revenue growth a year"),
+    "tax_rate": ("所得税率", "Income tax rate"),
+    "income.royalty_rate": ("提成率", "Royalty rate"),
+    "income.discount_rate": ("折现率", "Discount rate"),
+    "rnpv.margin": ("营业利润率", "Operating margin"),
+    "rnpv.success_probability": ("成功概率", "Probability of success"),
+    "rnpv.discount_rate": ("资本成本", "Cost of capital"),
+    "cost.developer_profit_rate": ("开发者利润率", "Developer's profit"),
+    "cost.functional_obsolescence": ("功能性贬值", "Functional obsolescence"),
+    "cost.technological_obsolescence": ("技术性贬值", "Technological obsolescence"),
+    "cost.economic_obsolescence": ("经济性贬值", "Economic obsolescence"),
+    "real_option.underlying_value": ("标的价值（现金流现值）", "Underlying value (PV of cash flows)"),
+    "real_option.investment_cost": ("产业化投资", "Investment to commercialise"),
+    "real_option.volatility": ("波动率", "Volatility"),
+    "real_option.risk_free_rate": ("无风险利率", "Risk-free rate"),
+    "market.value": ("可比交易调整后价格", "Adjusted comparable price"),
+}
 LABELS["entry"] = {
     "issue": ("发放", "Issued"), "reserve": ("冻结（兑付申请）", "Reserved for a redemption"),
     "void": ("解冻", "Released"), "settle": ("兑付结算", "Settled"), "payout": ("支付服务机构", "Paid out"),

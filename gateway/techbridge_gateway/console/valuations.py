@@ -16,7 +16,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 
-from . import charts
+from . import charts, i18n
 from .api import Api, ApiError
 from .router import PREFIX, Page, api_of, back_to, router, signed_in, yuan_to_fen
 
@@ -101,6 +101,21 @@ def valuation_errors(exc: ApiError) -> dict[str, str]:
     return out
 
 
+def input_label(lang: str, item: dict) -> str:
+    """The valuation service's label of an input, in Chinese when the console knows its name; what
+    the service adds in brackets (the industry, the TRL) is kept."""
+    name, label = str(item.get("name", "")), str(item.get("label", ""))
+    if lang != "zh":
+        return label
+    if name.startswith("cost.items[") and ":" in label:
+        return "成本：" + label.split(":", 1)[1].strip()
+    known = i18n.label("zh", "input", name)
+    if known == name:
+        return label
+    extra = label[label.index("("):] if "(" in label else ""
+    return f"{known} {extra}".strip()
+
+
 async def _valuations_page(page: Page, api: Api, achievement_id: str, *, values=None, errors=None, error=None,
                            status: int = 200) -> Response:
     item = await api.get(f"/api/v1/catalog/achievements/{achievement_id}")
@@ -153,7 +168,8 @@ async def valuation_report(valuation_id: str, request: Request, api: Api = Depen
     rows = [(page.label("method", m["method"]), [max(0, m["value"]) / 100]) for m in result["methods"]]
     bars = charts.bar_chart(page.t("method_values"), rows, [page.t("value")], fmt=lambda y: f"¥{y:,.0f}",
                             empty=page.t("no_data"), width=480)
-    return page.render("valuation.html", v=v, result=result, histogram_svg=Markup(hist), methods_svg=Markup(bars))
+    return page.render("valuation.html", v=v, result=result, histogram_svg=Markup(hist), methods_svg=Markup(bars),
+                       input_label=lambda item: input_label(page.lang, item))
 
 
 @router.get("/valuations/{valuation_id}/report.pdf")
