@@ -27,6 +27,7 @@ import operator
 import os
 import platform
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -314,7 +315,7 @@ def run_benchmark(bench: Benchmark, quick: bool, logs: Path) -> Run:
     started_wall = time.time()
     load_before = round(os.getloadavg()[0], 2)
     started = time.perf_counter()
-    print(f"== {bench.name}: {' '.join(command[1:])}", flush=True)
+    print(f"== {bench.name}: {shlex.join(command[1:])}", flush=True)
     # A session of its own, so a timeout also ends the brokers and services it started.
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -333,7 +334,7 @@ def run_benchmark(bench: Benchmark, quick: bool, logs: Path) -> Run:
             stdout, stderr = proc.communicate()
         code, status = None, "timed out"
     seconds = time.perf_counter() - started
-    log_path.write_text(f"$ {' '.join(command)}\n--- stdout\n{stdout}\n--- stderr\n{stderr}")
+    log_path.write_text(f"$ {shlex.join(command)}\n--- stdout\n{stdout}\n--- stderr\n{stderr}")
     results = None
     if results_path and results_path.exists() and results_path.stat().st_mtime >= started_wall:
         try:
@@ -357,7 +358,7 @@ def tail(text: str, lines: int = 3) -> str:
 def summarise(bench: Benchmark, run: Run) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "benchmark": bench.name, "script": f"tests/bench/{bench.script}",
-        "command": " ".join([".venv/bin/python", f"tests/bench/{bench.script}", *run.command[2:]]),
+        "command": shlex.join([".venv/bin/python", f"tests/bench/{bench.script}", *run.command[2:]]),
         "status": run.status, "seconds": round(run.seconds, 1), "reason": run.reason,
         "load_average": {"before": run.load_before, "after": run.load_after}, "figures": [],
     }
@@ -406,7 +407,7 @@ def fmt(value: float | None, unit: str) -> str:
         text = f"{value:.1f}"
     else:
         text = f"{value:.3g}"
-    return f"{text} {unit}".strip()
+    return f"{text}{unit}" if unit.startswith("/") else f"{text} {unit}".strip()
 
 
 def fmt_goal(goal: dict | None, unit: str) -> str:
