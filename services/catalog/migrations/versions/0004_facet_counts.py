@@ -247,9 +247,9 @@ def upgrade() -> None:
         op.execute(statement)
     _backfill()
     # A narrow index in the order facet scans and filters read, so they never touch the wide
-    # rows (which carry the JSON content).
+    # rows (which carry the JSON content); with the id, hit sets come from it alone too.
     op.create_index("ix_achievements_facets", "achievements",
-                    ["status", "ip_type", "trl", "modes_bits", "owner_org_id", "price_currency", "price_amount"])
+                    ["status", "ip_type", "trl", "modes_bits", "owner_org_id", "price_currency", "price_amount", "id"])
     op.create_index("ix_achievement_ipc_subclass", "achievement_ipc", ["subclass", "achievement_id"])
     if not pg:
         # Full-text hits arrive as FTS5 rowids: carry what filters and ranking ties need.

@@ -331,10 +331,12 @@ class Search:
             stmt = (select(c.c.subclass, n).where(*self._count_where(c, q, viewer)).group_by(c.c.subclass)
                     .order_by(literal_column("n").desc(), c.c.subclass).limit(FACET_LIMIT))
         else:
+            # The hits as a set of ids (read from the narrow indexes), then their IPC rows: no
+            # lookup of a wide achievement row per code.
             i = achievement_ipc
             n = func.count(func.distinct(i.c.achievement_id)).label("n")
-            stmt = (select(i.c.subclass, n).select_from(i.join(A, A.c.id == i.c.achievement_id))
-                    .where(*self._where(q, viewer, without="ipc_class")).group_by(i.c.subclass)
+            hits = select(A.c.id).where(*self._where(q, viewer, without="ipc_class"))
+            stmt = (select(i.c.subclass, n).where(i.c.achievement_id.in_(hits)).group_by(i.c.subclass)
                     .order_by(literal_column("n").desc(), i.c.subclass).limit(FACET_LIMIT))
         return [{"value": v, "count": int(k)} for v, k in await self.s.execute(stmt)]
 
@@ -347,10 +349,12 @@ class Search:
             stmt = (select(c.c.owner_org_id, n).where(*where).group_by(c.c.owner_org_id)
                     .order_by(literal_column("n").desc(), c.c.owner_org_id).limit(FACET_LIMIT))
         else:
+            # Grouped on an expression, so SQLite reads the narrow facet index (which holds the
+            # owner) instead of walking the owner index and every wide row it points to.
             n = func.count().label("n")
-            stmt = (select(A.c.owner_org_id, n).where(*self._where(q, viewer, without="institution"))
-                    .group_by(A.c.owner_org_id).order_by(literal_column("n").desc(), A.c.owner_org_id)
-                    .limit(FACET_LIMIT))
+            owner = A.c.owner_org_id.op("||")(literal_column("''")).label("owner")
+            stmt = (select(owner, n).where(*self._where(q, viewer, without="institution"))
+                    .group_by(owner).order_by(literal_column("n").desc(), owner).limit(FACET_LIMIT))
         top = [(v, int(k)) for v, k in await self.s.execute(stmt)]
         names = {}
         if top:

@@ -66,7 +66,7 @@ achievements = Table(
     Index("ix_achievements_status_listed", "status", "listed_at", "id"),
     Index("ix_achievements_expires", "status", "expires_at"),
     Index("ix_achievements_facets", "status", "ip_type", "trl", "modes_bits", "owner_org_id", "price_currency",
-          "price_amount"),
+          "price_amount", "id"),
     # SQLite only (migration 0004): full-text hits find what filters and ties need without the row.
     Index("ix_achievements_fts_rowid", "fts_rowid", "status", "ip_type", "trl", "modes_bits", "owner_org_id",
           "listed_at", "id"),
