@@ -177,6 +177,28 @@ class VoucherBook(RuleBasedStateMachine):
                             lambda r, v, p: m.payout(r, p, reference="bank", now=self.now, actor="gov"))
 
     @precondition(lambda self: self.redemptions)
+    @rule(data=st.data(), one_programme=st.booleans())
+    def pay_batch(self, data, one_programme):
+        """Bulk payout: every settled redemption of the agency (of one programme, if drawn)."""
+        pid = self.pick(self.programmes, data) if one_programme else None
+        settled = [r for _, r in sorted(self.redemptions.items())
+                   if r.state is m.RedemptionState.SETTLED and (pid is None or r.programme_id == pid)]
+
+        def go():
+            batch, paid = m.payout_batch("agency-1", settled, self.programmes, reference="batch", programme_id=pid,
+                                         settled_before=None, note="", now=self.now, actor="gov",
+                                         batch_id=self.next_id("b"))
+            assert batch.count == len(settled) == len(paid)
+            for total in batch.totals:
+                assert total.amount == sum(e.amount for r, e in paid if e is not None and r.programme_id ==
+                                           total.programme_id)
+            for r, entry in paid:
+                assert r.state is m.RedemptionState.PAID and r.payout_batch_id == batch.id
+                self.apply(entry)
+                self.redemptions[r.id] = r
+        self.attempt(go)
+
+    @precondition(lambda self: self.redemptions)
     @rule(data=st.data(), amount=st.integers(1, 700))
     def claw_back(self, data, amount):
         self._on_redemption(data, set(m.RedemptionState), lambda r, v, p: m.clawback(

@@ -1,4 +1,4 @@
-"""The redemption hot path on PostgreSQL: reserve, settle, void and pay out in five round trips.
+"""The redemption hot path on PostgreSQL: reserve, settle, void and pay out in four round trips.
 
 The same service-layer functions and domain rules run as on the general path; only the I/O
 differs. A `HotRepository` answers the few reads those commands make with one server-side
@@ -7,7 +7,7 @@ them all at commit with one call of `vouchers_apply`, which moves the balances w
 conditional updates (an overdraft refuses the whole write), compares-and-sets the chain heads
 read under the lock, and inserts the outbox rows and the Idempotency-Key record in the same
 transaction. Round trips per command: BEGIN + advisory lock, idempotency lookup, one locked
-read, the write, COMMIT — against 15–17 through the ORM session, whose per-statement Python
+read, the write + COMMIT — against 15–17 through the ORM session, whose per-statement Python
 cost was what capped throughput (see the README's benchmark section).
 
 It runs on its own asyncpg pool (no pre-ping, no reset query on release: a connection goes
@@ -154,8 +154,9 @@ class HotRepository:
         self._heads[entry.chain_key] = digest
         return digest
 
-    async def flush(self, events: list, idempotency: dict[str, Any] | None) -> None:
-        """Write everything this unit of work decided, in one call. An overdraft refuses it all."""
+    async def flush(self, events: list, idempotency: dict[str, Any] | None, *, commit: bool = False) -> None:
+        """Write everything this unit of work decided, in one call (and commit with it, in the
+        same round trip, if asked). An overdraft refuses it all."""
         heads = [{"owner": "voucher", "id": k, "prev": self._locked_heads[k], "head": h}
                  for k, h in self._heads.items() if h != self._locked_heads[k]]
         doc = {
@@ -168,13 +169,25 @@ class HotRepository:
             "idempotency": idempotency,
         }
         try:
-            await self.c.execute("SELECT vouchers_apply($1::jsonb)", doc)
+            text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+            if commit and _QUOTE not in text:
+                # Simple-query protocol: the write and the COMMIT in one round trip; after an
+                # error the COMMIT is not run and the caller rolls back.
+                await self.c.execute(f"SELECT vouchers_apply({_QUOTE}{text}{_QUOTE}::jsonb); COMMIT")
+            else:
+                await self.c.execute("SELECT vouchers_apply($1::jsonb)", doc)
+                if commit:
+                    await self.c.execute("COMMIT")
         except asyncpg.PostgresError as exc:
             if getattr(exc, "sqlstate", None) == OVERDRAFT_SQLSTATE:
                 # The database's guard: the domain decided on balances read under the lock, so
                 # this means a rule upstream was wrong; refuse, nothing is written.
                 raise refused("insufficient_balance", f"the ledger refused the movement: {exc}") from None
             raise
+
+
+#: Dollar quotes around the write's JSON document (a document containing them is sent as a parameter).
+_QUOTE = "$vouchers_doc$"
 
 
 class HotUnitOfWork:
@@ -269,8 +282,7 @@ async def run(conn: asyncpg.Connection, work: Callable, *, idempotency, present,
         if idempotency is not None:
             record = {"scope": idempotency.scope, "key": idempotency.key, "fingerprint": idempotency.fingerprint,
                       "status": status, "body": json.dumps(body, default=str, ensure_ascii=False)}
-        await repo.flush(uow.events, record)
-        await conn.execute("COMMIT")
+        await repo.flush(uow.events, record, commit=True)
         return status, body, False, uow.events
     except BaseException:
         if not conn.is_closed() and conn.is_in_transaction():

@@ -1,0 +1,114 @@
+"""The PostgreSQL hot path (reserve, settle, void, pay out through `store.hot`): the REST
+endpoints use it, and the database still refuses what the domain should never have let through."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from techbridge_shared.errors import Conflict
+from techbridge_vouchers.domain.ledger import AccountKind, EntryKind, JournalEntry, voucher_account
+from techbridge_vouchers.service_layer.common import now
+from techbridge_vouchers.store import hot
+
+pytestmark = pytest.mark.postgres
+
+
+async def _voucher(api, face: int = 50) -> tuple[str, str, object]:
+    p = await api.open_programme()
+    await api.register_org("ent-h")
+    agency = await api.approved_agency(p["id"], "agency-h")
+    v = await api.issued_voucher(p["id"], "ent-h", face)
+    return p["id"], v["id"], agency
+
+
+def _reserve_entry(pid: str, vid: str, amount: int) -> JournalEntry:
+    return JournalEntry.transfer(
+        source=voucher_account(pid, vid, AccountKind.AVAILABLE), target=voucher_account(pid, vid, AccountKind.RESERVED),
+        amount=amount, id=f"e-{amount}", kind=EntryKind.RESERVE, chain_key=vid, programme_id=pid, currency="CNY",
+        created_at=now(), created_by="test", voucher_id=vid)
+
+
+async def _state(api, vid: str) -> tuple:
+    v = await api.ok("GET", f"/vouchers/{vid}", api.gov, key=None)
+    statement = await api.ok("GET", f"/vouchers/{vid}/statement", api.gov, key=None)
+    return v["available"]["amount"], v["reserved"]["amount"], len(statement["items"])
+
+
+async def test_redemption_endpoints_run_on_the_hot_path(pg_url_factory, api_factory, monkeypatch):
+    flushed: list[int] = []
+    original = hot.HotRepository.flush
+
+    async def counting(self, events, idempotency, **kw):
+        flushed.append(len(events))
+        return await original(self, events, idempotency, **kw)
+
+    monkeypatch.setattr(hot.HotRepository, "flush", counting)
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api)
+        red = await api.ok("POST", "/redemptions", agency, json=api.redemption_body({"id": vid, "enterprise_org_id":
+                                                                                    "ent-h"}, 10, 20), status=201)
+        await api.ok("POST", f"/redemptions/{red['id']}/settle", api.gov)
+        await api.ok("POST", f"/redemptions/{red['id']}/payout", api.gov, json={"reference": "B-1"})
+        other = await api.ok("POST", "/redemptions", agency, json=api.redemption_body(
+            {"id": vid, "enterprise_org_id": "ent-h"}, 5, 20), status=201)
+        await api.ok("POST", f"/redemptions/{other['id']}/void", agency, json={"reason": "cancelled"})
+        assert flushed == [1, 1, 1, 1, 1]  # five commands, one event each, each written in one call
+        assert await _state(api, vid) == (40, 0, 5)  # issue, reserve, settle, reserve, void
+        check = await api.check()
+        assert check["ok"], check["problems"]
+
+
+async def test_the_database_refuses_an_overdraft_the_domain_let_through(pg_url_factory, api_factory):
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, _ = await _voucher(api, 50)
+        before = await _state(api, vid)
+        pool = await hot.pool_for(api.runtime.db, 2)
+        async with pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            repo = hot.HotRepository(conn)
+            ctx = await repo.reservation_context(voucher_id=vid, agency_org_id="agency-h", invoice_ref="x",
+                                                 transfer_id=None)
+            assert ctx.available == 50
+            await repo.post(_reserve_entry(pid, vid, 51))
+            with pytest.raises(Conflict) as refused:
+                await repo.flush([], None)
+            assert refused.value.code == "insufficient_balance"
+            await conn.execute("ROLLBACK")
+        assert await _state(api, vid) == before
+        check = await api.check()
+        assert check["ok"], check["problems"]
+
+
+async def test_a_chain_head_moved_under_the_lock_refuses_the_write(pg_url_factory, api_factory):
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, _ = await _voucher(api, 50)
+        before = await _state(api, vid)
+        pool = await hot.pool_for(api.runtime.db, 2)
+        async with pool.acquire() as conn:
+            await conn.execute("BEGIN")
+            repo = hot.HotRepository(conn)
+            await repo.reservation_context(voucher_id=vid, agency_org_id="agency-h", invoice_ref="x", transfer_id=None)
+            # A writer that bypassed the voucher lock (which the code never does) changes the head.
+            await conn.execute("UPDATE vouchers SET head_hash = repeat('f', 64) WHERE id = $1", vid)
+            await repo.post(_reserve_entry(pid, vid, 1))
+            with pytest.raises(asyncpg.SerializationError):
+                await repo.flush([], None)
+            await conn.execute("ROLLBACK")
+        assert await _state(api, vid) == before
+        check = await api.check()
+        assert check["ok"], check["problems"]
+
+
+@pytest.mark.parametrize("reason", ["it's $$ done'); DROP TABLE journal; --", "quoted $vouchers_doc$ inside"])
+async def test_text_reaches_the_journal_exactly_whichever_way_the_write_is_sent(pg_url_factory, api_factory, reason):
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api)
+        red = await api.ok("POST", "/redemptions", agency, json=api.redemption_body(
+            {"id": vid, "enterprise_org_id": "ent-h"}, 5, 20), status=201)
+        voided = await api.ok("POST", f"/redemptions/{red['id']}/void", agency, json={"reason": reason})
+        assert voided["voided_reason"] == reason
+        statement = await api.ok("GET", f"/vouchers/{vid}/statement", api.gov, key=None)
+        assert statement["items"][-1]["kind"] == "void" and statement["items"][-1]["memo"] == reason
+        check = await api.check()
+        assert check["ok"], check["problems"]
