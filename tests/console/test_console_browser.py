@@ -119,12 +119,14 @@ def test_sign_in_refuses_a_wrong_password_with_a_message_and_switches_language(p
     page.fill("input[name=email]", platform.people["enterprise"].email)
     page.fill("input[name=password]", "not the password at all")
     page.click("form[action='/console/login'] button[type=submit]")
+    page.wait_for_load_state()
     alert = page.locator("#problem")
     assert "平台拒绝了该操作 (401" in alert.inner_text()
     assert page.locator("h1").inner_text() == "登录"
     shot(page, "sign-in-refused")
 
     page.click("#lang-switch")
+    page.wait_for_load_state()
     assert page.locator("h1").inner_text() == "Sign in"
     assert page.locator("html").get_attribute("lang") == "en"
     page.context.close()
@@ -136,6 +138,7 @@ def test_institution_lists_edits_with_field_errors_submits_and_sees_matching_dem
     assert page.locator("#achievements li").count() >= 3
 
     page.click("#new-achievement")
+    page.wait_for_load_state()
     page.fill("input[name=title_zh]", "钠离子电池正极材料")
     page.fill("input[name=title_en]", "Sodium-ion battery cathode material")
     page.fill("textarea[name=abstract_zh]", "低成本钠离子电池层状氧化物正极材料。")
@@ -143,6 +146,7 @@ def test_institution_lists_edits_with_field_errors_submits_and_sees_matching_dem
     page.fill("input[name=ipc_codes]", "not-an-ipc")
     page.fill("input[name=trl]", "12")
     page.click("#save")
+    page.wait_for_load_state()
     # The service's problem+json names the fields; each message stands next to its field.
     assert page.locator("#problem").is_visible()
     assert page.locator(".field-error").count() >= 2
@@ -195,6 +199,7 @@ def test_institution_requests_a_valuation_and_reads_its_report_with_the_distribu
     page.fill("input[name=development_cost]", "2000000")
     page.select_option("select[name=paths]", "2000")
     page.click("#request-valuation")
+    page.wait_for_load_state()
     assert page.locator("#problem").is_visible()
     assert "patent" in field_error(page, "life_years")
     assert page.locator("input[name=first_year_revenue]").input_value() == "5,000,000"
@@ -229,9 +234,11 @@ def test_enterprise_posts_a_demand_searches_in_both_languages_and_sees_its_walle
     page.fill("textarea[name=problem]", "太短")
     page.fill("input[name=budget_max]", "二十万")
     page.click("#publish-demand")
+    page.wait_for_load_state()
     assert field_error(page, "budget_max")
     page.fill("input[name=budget_max]", "1500000")
     page.click("#publish-demand")
+    page.wait_for_load_state()
     assert field_error(page, "problem")  # from the matching service's validation
     page.fill("textarea[name=problem]", "需要锂电池隔膜陶瓷涂层工艺，提高隔膜耐热性和电池安全。")
     page.fill("input[name=keywords]", "隔膜, 涂层, battery separator")
@@ -251,21 +258,27 @@ def test_enterprise_posts_a_demand_searches_in_both_languages_and_sees_its_walle
     shot(page, "enterprise-demand-matches")
 
     page.click("a[href='/console/enterprise/catalogue']")
+    page.wait_for_load_state()
     page.fill("input[name=q]", "电池")
     page.click("#search")
+    page.wait_for_load_state()
     results = page.locator("#results li")
     assert results.count() == 2
     assert "固态锂电池" in page.locator("#results").inner_text()
     page.locator("a.facet[data-facet=transfer_mode][data-value=assignment]").click()
+    page.wait_for_load_state()
     assert page.locator("#results li").count() == 1
     assert "电池隔膜陶瓷涂层工艺" in page.locator("#results").inner_text()
     assert page.locator("a.facet.on").count() == 1
     shot(page, "enterprise-catalogue-zh")
 
     page.click("#lang-switch")
+    page.wait_for_load_state()
     page.click("a[href='/console/enterprise/catalogue']")
+    page.wait_for_load_state()
     page.fill("input[name=q]", "sensor")
     page.click("#search")
+    page.wait_for_load_state()
     assert page.locator("#results li").count() == 1
     assert "Flexible pressure sensor" in page.locator("#results").inner_text()
     assert page.locator("#facets h2").inner_text() == "Filters"
@@ -285,6 +298,7 @@ def test_deal_room_proposal_counter_offer_stale_signature_and_both_signing(platf
     buyer.uncheck("input[name=exclusive]")
     buyer.fill("input[name=price]", "700,000")
     buyer.click("#propose")
+    buyer.wait_for_load_state()
     assert buyer.locator("#problem").is_visible()
     assert "exclusive" in field_error(buyer, "exclusive")  # an assignment is exclusive by nature
     buyer.select_option("select[name=mode]", "exclusive_licence")
@@ -325,6 +339,7 @@ def test_deal_room_proposal_counter_offer_stale_signature_and_both_signing(platf
 
     # The buyer's page still shows the first offer: signing it is refused, with the reason.
     buyer.click("#sign")
+    buyer.wait_for_load_state()
     assert "stale_offer" in buyer.locator("#problem").inner_text()
     shot(buyer, "deal-room-stale-signature-refused")
     buyer.goto(deal_url)
@@ -333,6 +348,7 @@ def test_deal_room_proposal_counter_offer_stale_signature_and_both_signing(platf
     assert buyer.locator("#deal-status").inner_text() == "公示中"  # a private-agreement price is noticed first
     assert buyer.locator("#sign").count() == 0 and buyer.locator("#counter").count() == 0
     buyer.click("#lang-switch")
+    buyer.wait_for_load_state()
     buyer.set_viewport_size(PHONE)
     assert buyer.locator("#deal-status").inner_text() == "In public notice"
     shot(buyer, "deal-room-signed-en-phone")
@@ -350,6 +366,7 @@ def test_agency_requests_a_redemption_and_a_refusal_is_explained(platform, brows
     page.fill("input[name=amount]", "40000")
     page.fill("input[name=invoice_amount]", "50000")  # the voucher pays at most 50 % of the invoice
     page.click("#request-redemption")
+    page.wait_for_load_state()
     problem = page.locator("#problem")
     assert problem.is_visible()
     assert "invoice_share_exceeded" in problem.inner_text()
@@ -372,6 +389,7 @@ def test_agency_requests_a_redemption_and_a_refusal_is_explained(platform, brows
     other = page.locator(f"#enrolments li[data-programme='{platform.programme2}']")
     assert other.get_attribute("data-state") == "none"
     other.locator("button[type=submit]").click()  # no category chosen: the service refuses
+    page.wait_for_load_state()
     assert page.locator("#problem").is_visible()
     other = page.locator(f"#enrolments li[data-programme='{platform.programme2}']")
     other.locator("input[name=categories][value=testing]").check()
@@ -424,6 +442,7 @@ def test_government_reviews_voucher_and_agency_applications(platform, browser):
     assert agencies.count() == 1 and "testing" in agencies.first.inner_text()
     shot(page, "government-reviews")
     apps.first.locator("button.reject").click()  # rejecting needs a reason: the service says so
+    page.wait_for_load_state()
     assert page.locator("#problem").is_visible()
     page.locator("#voucher-applications li[data-application] button.approve").first.click()
     page.wait_for_url(re.compile(r"done=decided_ok"))

@@ -112,6 +112,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "invoice_amount": ("合同/发票金额（元）", "Invoice total (CNY)"),
     "invoice_ref": ("合同/发票号", "Invoice or contract number"),
     "category": ("服务类别", "Service category"),
+    "transfer_id": ("关联交易编号（可选，交易完成时自动结算）", "Deal id (optional; the deal's completion settles it)"),
     "redemption_requested": ("兑付申请已提交。", "Redemption requested."),
     # government
     "dashboard": ("政策执行看板", "Programme dashboard"),

@@ -552,7 +552,8 @@ async def catalogue(request: Request, api: Api = Depends(api_of)) -> Response:
 
 # --- agency ---------------------------------------------------------------------------------------
 
-REDEMPTION_FORM = ("voucher_id", "enterprise_org_id", "amount", "invoice_amount", "invoice_ref", "category")
+REDEMPTION_FORM = ("voucher_id", "enterprise_org_id", "amount", "invoice_amount", "invoice_ref", "category",
+                   "transfer_id")
 
 
 async def _agency_page(page: Page, api: Api, *, values=None, errors=None, error=None, status: int = 200) -> Response:
@@ -585,6 +586,8 @@ async def request_redemption(request: Request, api: Api = Depends(api_of)) -> Re
     values = {k: str(form.get(k, "")).strip() for k in (*REDEMPTION_FORM, "idempotency_key")}
     errors: dict[str, str] = {}
     body: dict[str, Any] = {k: values[k] for k in ("voucher_id", "enterprise_org_id", "invoice_ref", "category")}
+    if values["transfer_id"]:  # a service for a deal: the deal's completion settles it
+        body["transfer_id"] = values["transfer_id"]
     for k in ("amount", "invoice_amount"):
         try:
             fen = yuan_to_fen(values[k])
