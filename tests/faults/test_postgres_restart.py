@@ -15,13 +15,14 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from e2e_platform import wait_for
 from fault_db import SERVICES_WITH_OUTBOX, gateway_log_counts, outbox_since, query
 from fault_kafka import lost_to_database_outage
+from fault_world import enterprise, issue_voucher, open_programme
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -94,27 +95,9 @@ def expect(outcomes: Outcomes, r: httpx.Response, *ok: int) -> httpx.Response:
 
 
 def open_programme_with_voucher(enrol, face: int):
-    gov = enrol("government", ["government"])
-    ent = enrol("enterprise", ["enterprise"], headcount=50, registered_on="2015-01-01",
-                annual_revenue={"amount": 1_000_000_00, "currency": "CNY"})
-    agency = enrol("agency", ["agency"])
-    now = datetime.now(UTC)
-    pid = gov.ok("POST", f"{V}/programmes", key=str(uuid.uuid4()), status=201, json={
-        "name": "database restart programme", "budget": {"amount": 10 * face, "currency": "CNY"},
-        "face_values": [{"amount": face, "currency": "CNY"}], "max_invoice_share_bp": 5000,
-        "annual_quota": {"amount": face, "currency": "CNY"}, "categories": ["testing"],
-        "eligibility": {"regions": ["Shanghai"]},
-        "applications_open_at": (now - timedelta(days=1)).isoformat(),
-        "applications_close_at": (now + timedelta(days=30)).isoformat(),
-        "validity_days": 90, "unspent_policy": "return_to_budget", "reminder_days": 10, "review_levels": 1})["id"]
-    agency.ok("POST", f"{V}/programmes/{pid}/agencies", json={"categories": ["testing"]}, status=201)
-    gov.ok("POST", f"{V}/programmes/{pid}/agencies/{agency.org_id}/approve", json={"reason": "ok"})
-    app = wait_for("an eligible application (vouchers has read the organisation)", lambda: (lambda a: a if a[
-        "state"] == "submitted" else None)(ent.ok("POST", f"{V}/programmes/{pid}/applications", status=201,
-                                                  json={"face_value": {"amount": face, "currency": "CNY"},
-                                                        "purpose": "testing"})), timeout=30)
-    voucher_id = gov.ok("POST", f"{V}/applications/{app['id']}/reviews", key=str(uuid.uuid4()),
-                        json={"decision": "approve", "reason": "ok"})["voucher_id"]
+    gov, ent, agency = enrol("government", ["government"]), enterprise(enrol), enrol("agency", ["agency"])
+    pid = open_programme(gov, face, "database restart programme")
+    _, voucher_id = issue_voucher(gov, ent, agency, pid, face)
     return gov, ent, agency, voucher_id
 
 
@@ -252,6 +235,12 @@ def test_postgres_restarted_mid_workload_answers_503_and_applies_each_key_once(f
         failure = exc
         counts = gateway_log_counts(fault_platform, sent)
     dead = lost_to_database_outage(fault_broker.bootstrap, t0.isoformat())
+    duplicated = sum(n - 1 for n in counts.values())
+    print(f"\nPostgreSQL restarted x2: {outcomes.requests} requests, statuses {dict(outcomes.statuses)}, "
+          f"transport errors {dict(outcomes.transport_errors)}, 5xx {outcomes.server_errors} (all 503 problem+json, "
+          f"{outcomes.retry_after} with Retry-After); events sent {len(sent)} / delivered {len(counts)} / "
+          f"duplicated {duplicated} / lost {len(set(sent) - set(counts))}; dead-lettered while the database was "
+          f"down: {len(dead)}")
     if dead:
         # Known defect, reported: the shared consumer spends its bounded retries while its own
         # database is down, then dead-letters a good record. Any other loss fails the test.
@@ -260,9 +249,4 @@ def test_postgres_restarted_mid_workload_answers_503_and_applies_each_key_once(f
                      f"{len(set(sent) - set(counts))} of {len(sent)} events never reached the gateway")
     if failure:
         raise failure
-    duplicated = sum(n - 1 for n in counts.values())
     assert duplicated == 0
-    print(f"\nPostgreSQL restarted x2: {outcomes.requests} requests, statuses {dict(outcomes.statuses)}, "
-          f"transport errors {dict(outcomes.transport_errors)}, 5xx {outcomes.server_errors} (all 503 problem+json, "
-          f"{outcomes.retry_after} with Retry-After); events sent {len(sent)} / delivered {len(counts)} / "
-          f"duplicated {duplicated} / lost {len(set(sent) - set(counts))}")
