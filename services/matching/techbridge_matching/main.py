@@ -21,6 +21,7 @@ from .config import Settings
 from .events import consumed
 from .events.published import TOPICS
 from .retrieval.embedder import Embedder, EmbedderUnavailable
+from .retrieval.index import set_blas_threads
 from .store.tables import metadata
 from .usecases import demands as demand_usecases
 from .usecases.engine import MatchingEngine
@@ -70,6 +71,7 @@ def demand_expiry(settings: Settings, clock: Callable[[], datetime]):
 
 def build_spec(settings: Settings | None = None, clock: Callable[[], datetime] = utcnow) -> ServiceSpec:
     settings = settings or load_settings(Settings)
+    set_blas_threads(settings.blas_threads)
     engine = MatchingEngine(load_embedder(settings))
     indexer = AchievementIndexer(engine, settings.match_threshold)
 

@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from techbridge_matching.domain.common import DeclineReason, TransferMode
 from techbridge_matching.domain.demands import Budget
-from techbridge_matching.domain.matching import Decline, FactsColumns, check_constraints, passes_hard
+from techbridge_matching.domain.matching import Decline, FactsColumns, check_constraints, passes_hard, rank
 from techbridge_matching.retrieval.engine import HybridIndex
 from techbridge_matching.retrieval.index import BM25Index
 from techbridge_matching.usecases.engine import MatchingEngine
 
-from test_domain_units import demand, facts  # noqa: E402  (same sample records)
+from test_domain_units import _Cand, achievement_strategy, demand, facts  # noqa: E402  (same sample records)
 
 MODES = [m.value for m in TransferMode]
 
@@ -102,3 +102,16 @@ def test_declined_achievements_are_masked_and_the_final_hits_carry_evidence():
         assert h.lexical_rank is not None and h.relevance > 0
         assert {"separator", "lithium", "battery", "ceramic"} <= set(expl["matched_terms"])
         assert expl["shared_ipc"] == ["H01M 50"]
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(achievement_strategy, min_size=1, max_size=30, unique_by=lambda f: f.achievement_id),
+       st.lists(st.floats(-2.0, 5.0), min_size=30, max_size=30), st.integers(1, 10),
+       st.lists(st.sampled_from(list(DeclineReason)), max_size=3))
+def test_ranking_stops_early_only_when_nothing_later_can_enter_the_page(achievements, scores, limit, reasons):
+    d = demand(region="Beijing")  # most samples miss the region: soft penalties reorder the page
+    cands = [(_Cand(a.achievement_id, s), a) for a, s in zip(achievements, scores, strict=False)]
+    declines = [Decline(a.achievement_id, r, a) for a, r in zip(achievements[::3], reasons, strict=False)]
+    everything = rank(d, cands, declines, limit=len(cands))
+    assert [(h.achievement_id, h.score) for h in rank(d, cands, declines, limit)] == \
+        [(h.achievement_id, h.score) for h in everything[:limit]]

@@ -8,6 +8,7 @@ explanation a person can verify against the two records.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -251,7 +252,13 @@ def rank(
     """
     declined = {d.achievement_id for d in declines}
     hits: list[Hit] = []
-    for cand, facts in candidates:
+    # Penalties only shrink a positive score, so once `limit` hits are kept and the next
+    # candidate's score before penalties is below the lowest kept one, no later candidate
+    # (candidates are taken best first) can enter the page: the rest need no checks.
+    kept: list[float] = []  # min-heap of the best `limit` scores so far
+    for cand, facts in sorted(candidates, key=lambda cf: -cf[0].score):
+        if len(kept) >= limit and cand.score >= 0 and cand.score + 1e-6 < kept[0]:  # 1e-6: rounding
+            break
         if facts.achievement_id in declined:
             continue
         checks = check_constraints(demand, facts)
@@ -261,10 +268,14 @@ def rank(
         factor, why = feedback_factor(facts, declines)
         if misses:
             why.insert(0, f"soft constraints missed: {misses}")
-        score = cand.score * (SOFT_MISS_FACTOR ** misses) * factor
+        score = round(cand.score * (SOFT_MISS_FACTOR ** misses) * factor, 6)
+        if len(kept) < limit:
+            heapq.heappush(kept, score)
+        elif score > kept[0]:
+            heapq.heapreplace(kept, score)
         hits.append(Hit(
             achievement_id=facts.achievement_id,
-            score=round(score, 6),
+            score=score,
             relevance=cand.relevance,
             checks=checks,
             matched_terms=list(cand.matched_terms),

@@ -235,6 +235,17 @@ class DenseIndex:
         return out
 
 
+def set_blas_threads(n: int) -> None:
+    """Threads numpy's BLAS may use for the matrix-vector product (process-wide).
+
+    The product over 100,000 x 384 floats is bound by memory bandwidth, so a second thread
+    gains little even on an idle machine; under load (several requests, other processes) its
+    threads wait for each other and burn CPU the other requests need. One is the default."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
+
+
 def top_k(scores: np.ndarray, k: int, ids: list[str | None]) -> list[tuple[str, float]]:
     """Best k (id, score) by score; -inf marks what may not be returned."""
     if len(scores) == 0 or k <= 0:
