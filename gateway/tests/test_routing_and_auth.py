@@ -140,11 +140,17 @@ async def test_bodies_stream_through_unchanged(gw):
         for i in range(0, len(payload), 65536):
             yield payload[i:i + 65536]
 
+    import hashlib
     r = await client.post("/api/v1/catalog/echo/upload", headers=headers, content=chunks())
     assert r.status_code == 200
-    import hashlib
     assert r.json()["body_length"] == len(payload)
     assert r.json()["body_sha"] == hashlib.sha256(payload).hexdigest()
+    # Of known length: small bodies are passed in one piece, larger ones streamed; both arrive whole.
+    for size in (10, 200_000):
+        r = await client.post("/api/v1/catalog/echo/upload", headers=headers, content=payload[:size])
+        assert r.status_code == 200 and r.json()["body_length"] == size
+        assert r.json()["headers"]["content-length"] == str(size)
+        assert r.json()["body_sha"] == hashlib.sha256(payload[:size]).hexdigest()
     r = await client.get("/api/v1/catalog/big", headers=headers)
     assert r.status_code == 200 and len(r.content) == 64 * 16384
 
