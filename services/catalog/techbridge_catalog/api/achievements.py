@@ -418,7 +418,8 @@ class ExpiryOut(BaseModel):
     expired: list[str]
 
 
-@admin_router.post("/expire-due", summary="Expire every listing whose period ended (also runs periodically)")
+@admin_router.post("/expire-due", summary="Expire every listing whose period ended (also runs periodically)",
+                   responses=problem_responses(403))
 async def expire_due(identity: Identity = Depends(require_roles("admin")),
                      runtime: ServiceRuntime = Depends(runtime_of)) -> ExpiryOut:
     from ..service.common import now
