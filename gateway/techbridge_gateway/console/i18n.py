@@ -218,6 +218,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "method_values": ("各方法评估值", "Value by method"),
     "inputs": ("参数与来源", "Inputs and their sources"),
     "source": ("来源", "Source"),
+    "source_requester": ("申请方填写", "entered by the requester"),
     "warnings": ("提示", "Warnings"),
     "download_pdf": ("下载 PDF 报告", "Download the PDF report"),
     "requested_by": ("申请方", "Requested by"),
