@@ -52,6 +52,24 @@ async def admin(server: str, sql: str) -> None:
         await conn.close()
 
 
+def backend_cpu_s(db: str) -> float | None:
+    """CPU seconds used so far by the PostgreSQL backends serving database `db` (Linux /proc;
+    None elsewhere). Read at the start and end of the measured window: the server's cost per
+    redemption, which load on the machine disturbs far less than the rate."""
+    total, found, tick = 0.0, False, os.sysconf("SC_CLK_TCK")
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if not title.startswith("postgres:") or f" {db} " not in title:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            found = True
+        except (OSError, IndexError, ValueError):
+            continue
+    return total if found else None
+
+
 def runtime_for(url: str, pool: int):
     from techbridge_shared.service import ServiceRuntime
     from techbridge_vouchers.config import Settings
@@ -69,7 +87,7 @@ async def setup(url: str, count: int = VOUCHERS) -> dict:
     from techbridge_vouchers.service_layer.common import Actor
     from techbridge_vouchers.store.transact import transact
 
-    rt = runtime_for(url, 4)
+    rt = runtime_for(url, 10)
     await upgrade_to_head(rt.db, MIGRATIONS_DIR, "vouchers")
     gov = Actor("officer", "gov", frozenset({"government"}))
     now = datetime.now(UTC)
@@ -85,17 +103,19 @@ async def setup(url: str, count: int = VOUCHERS) -> dict:
         who = Actor(f"u-{a}", a, frozenset({"agency"}))
         await transact(rt, lambda repo, uow, who=who: agencies.apply(repo, uow, who, pid, ["testing"]))
         await transact(rt, lambda repo, uow, a=a: agencies.decide(repo, uow, gov, pid, a, "approve", ""))
-    vouchers = []
-    for i in range(count):
+    async def issue(i: int) -> tuple[str, str]:
         ent = Actor(f"u-e{i}", f"ent-{i}", frozenset({"enterprise"}))
-        await transact(rt, lambda repo, uow, i=i: repo.upsert_organisation({
+        await transact(rt, lambda repo, uow: repo.upsert_organisation({
             "id": f"ent-{i}", "name": f"SME {i}", "kind": "enterprise", "region": "Shanghai", "credit_code": None,
             "headcount": 10, "annual_revenue": None, "revenue_currency": None, "registered_on": None}, as_of=now))
-        app = (await transact(rt, lambda repo, uow, ent=ent: applications.submit(
-            repo, uow, ent, pid, FACE, "CNY", ""))).body
-        _, v = (await transact(rt, lambda repo, uow, app=app: applications.review(
+        app = (await transact(rt, lambda repo, uow: applications.submit(repo, uow, ent, pid, FACE, "CNY", ""))).body
+        _, v = (await transact(rt, lambda repo, uow: applications.review(
             repo, uow, gov, app.id, approve=True, reason=""))).body
-        vouchers.append((v.id, v.enterprise_org_id))
+        return v.id, v.enterprise_org_id
+
+    vouchers = []
+    for start in range(0, count, 8):  # a few at a time: issuance takes turns on the programme row
+        vouchers += await asyncio.gather(*(issue(i) for i in range(start, min(count, start + 8))))
     await rt.db.dispose()
     return {"programme_id": pid, "vouchers": vouchers, "agencies": agency_ids}
 
@@ -140,12 +160,15 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
                 latencies.append(time.perf_counter() - t0)
 
     tasks = [asyncio.create_task(client(i)) for i in range(clients)]
+    db = url.rsplit("/", 1)[1]
     await asyncio.sleep(warmup)
     measuring = True
     t_start = time.perf_counter()
+    cpu_start, pg_start = time.process_time(), backend_cpu_s(db) if seed == 0 else None
     await asyncio.sleep(seconds)
     measuring = False
     elapsed = time.perf_counter() - t_start
+    cpu, pg_end = time.process_time() - cpu_start, backend_cpu_s(db) if seed == 0 else None
     stop = True
     await asyncio.gather(*tasks)
     from techbridge_vouchers.store import hot
@@ -153,7 +176,8 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
     await rt.db.dispose()
     latencies.sort()
     from techbridge_vouchers.store.transact import retries
-    return {"retries": dict(retries), "done": done, "elapsed": elapsed, "refused": refused,
+    return {"retries": dict(retries), "done": done, "elapsed": elapsed, "refused": refused, "client_cpu_s": cpu,
+            "server_cpu_s": (pg_end - pg_start) if pg_start is not None and pg_end is not None else None,
             "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else None,
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else None}
 
@@ -171,7 +195,10 @@ def run_load(url: str, clients: int, processes: int, seconds: float, fixture: di
         results = pool.map(_worker, [(url, c, seconds, 2.0, fixture, i) for i, c in enumerate(split)])
     done = sum(r["done"] for r in results)
     elapsed = max(r["elapsed"] for r in results)
+    server = results[0]["server_cpu_s"]
     return {"clients": clients, "processes": processes, "redemptions_per_s": done / elapsed,
+            "client_cpu_ms": 1000 * sum(r["client_cpu_s"] for r in results) / max(1, done),
+            "server_cpu_ms": 1000 * server / max(1, done) if server is not None else None,
             "refused": sum(r["refused"] for r in results), "retries": [r["retries"] for r in results],
             "p50_ms": max((r["p50_ms"] or 0) for r in results), "p99_ms": max((r["p99_ms"] or 0) for r in results)}
 
@@ -206,6 +233,7 @@ def main() -> None:
     ap.add_argument("--scaling", default="1,8,32,64", help="client counts for the scaling table ('' to skip)")
     ap.add_argument("--vouchers", type=int, default=VOUCHERS)
     ap.add_argument("--pgbench-scale", type=int, default=64)
+    ap.add_argument("--out", default=str(ROOT / "tests" / "bench" / "results" / "vouchers_redemption.json"))
     args = ap.parse_args()
 
     server = pg_server()
@@ -223,8 +251,11 @@ def main() -> None:
         for c in counts:
             results[c] = run_load(url, c, args.processes, args.seconds, fixture)
             r = results[c]
+            server_ms = f"{r['server_cpu_ms']:.2f}" if r["server_cpu_ms"] is not None else "?"
             print(f"clients={c:3d} processes={r['processes']}: {r['redemptions_per_s']:7.1f} redemptions/s "
-                  f"(reserve+settle), p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, refused {r['refused']}, retries {r['retries']}")
+                  f"(reserve+settle), p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, refused {r['refused']}, "
+                  f"retries {r['retries']}; CPU per redemption: service {r['client_cpu_ms']:.2f} ms, "
+                  f"PostgreSQL {server_ms} ms")
         ok, entries, problems = asyncio.run(ledger_check(url))
         print(f"ledger check: {'PASSED' if ok else 'FAILED'} over {entries} journal entries {problems or ''}")
         tps = pgbench(server, pgdb, args.clients, int(args.seconds), args.pgbench_scale)
@@ -232,9 +263,18 @@ def main() -> None:
         print(f"pgbench tpcb-like, scale {args.pgbench_scale}, {args.clients} clients: {tps:.1f} tps")
         print(f"ours at {args.clients} clients: {ours:.1f} redemptions/s = {ours / tps:.1%} of pgbench "
               f"({2 * ours:.1f} ledger transactions/s = {2 * ours / tps:.1%})")
-        print(json.dumps({"clients": args.clients, "redemptions_per_s": round(ours, 1), "pgbench_tps": round(tps, 1),
-                          "fraction": round(ours / tps, 3), "ledger_ok": ok,
-                          "scaling": {c: round(r["redemptions_per_s"], 1) for c, r in results.items()}}))
+        summary = {"clients": args.clients, "redemptions_per_s": round(ours, 1), "pgbench_tps": round(tps, 1),
+                   "fraction": round(ours / tps, 3), "ledger_ok": ok,
+                   "scaling": {c: round(r["redemptions_per_s"], 1) for c, r in results.items()},
+                   "cpu_ms_per_redemption": {
+                       c: {"service": round(r["client_cpu_ms"], 2),
+                           "postgresql": r["server_cpu_ms"] and round(r["server_cpu_ms"], 2)}
+                       for c, r in results.items()}}
+        print(json.dumps(summary))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({
+            **summary, "seconds": args.seconds, "processes": args.processes,
+            "machine": f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end"}, indent=2))
         if not ok:
             raise SystemExit(1)
     finally:

@@ -65,19 +65,21 @@ FUNCTIONS = [
     # take an account below zero (other than a funding account) refuses the whole write.
     f"""
     CREATE OR REPLACE FUNCTION vouchers_apply(doc jsonb) RETURNS void LANGUAGE plpgsql AS $$
-    DECLARE n integer; e jsonb; h record; bad record;
+    DECLARE n integer; e jsonb; h record; rd redemptions; leg record; held bigint;
     BEGIN
       IF jsonb_array_length(doc->'new_redemptions') > 0 THEN
         INSERT INTO redemptions SELECT * FROM jsonb_populate_recordset(NULL::redemptions, doc->'new_redemptions');
       END IF;
-      IF jsonb_array_length(doc->'redemptions') > 0 THEN
-        UPDATE redemptions r SET state = x.state, settled_by = x.settled_by, settled_at = x.settled_at,
-               voided_reason = x.voided_reason, voided_at = x.voided_at, paid_at = x.paid_at,
-               payout_ref = x.payout_ref, clawed_back = x.clawed_back,
-               settle_entry_id = COALESCE(x.settle_entry_id, r.settle_entry_id),
-               payout_batch_id = COALESCE(x.payout_batch_id, r.payout_batch_id)
-          FROM jsonb_populate_recordset(NULL::redemptions, doc->'redemptions') x WHERE r.id = x.id;
-      END IF;
+      -- Row by row by primary key: a join against a set-returning function is planned for 100
+      -- rows and would scan the whole table.
+      FOR rd IN SELECT * FROM jsonb_populate_recordset(NULL::redemptions, doc->'redemptions') LOOP
+        UPDATE redemptions r SET state = rd.state, settled_by = rd.settled_by, settled_at = rd.settled_at,
+               voided_reason = rd.voided_reason, voided_at = rd.voided_at, paid_at = rd.paid_at,
+               payout_ref = rd.payout_ref, clawed_back = rd.clawed_back,
+               settle_entry_id = COALESCE(rd.settle_entry_id, r.settle_entry_id),
+               payout_batch_id = COALESCE(rd.payout_batch_id, r.payout_batch_id)
+         WHERE r.id = rd.id;
+      END LOOP;
       FOR e IN SELECT value FROM jsonb_array_elements(doc->'journal') LOOP
         INSERT INTO journal (id, kind, chain_key, programme_id, voucher_id, redemption_id, reverses, currency, memo,
                              created_at, created_by, prev_hash, hash)
@@ -109,26 +111,21 @@ FUNCTIONS = [
         VALUES (doc->'idempotency'->>'scope', doc->'idempotency'->>'key', doc->'idempotency'->>'fingerprint',
                 (doc->'idempotency'->>'status')::integer, doc->'idempotency'->>'body', now());
       END IF;
-      IF jsonb_array_length(doc->'legs') > 0 THEN
-        PERFORM 1 FROM accounts WHERE id IN (SELECT x->>'id' FROM jsonb_array_elements(doc->'legs') x)
-          ORDER BY id FOR NO KEY UPDATE;  -- compatible with the key-share locks of postings
-        UPDATE accounts a SET balance = a.balance + d.delta
-          FROM jsonb_to_recordset(doc->'legs') AS d(id text, delta bigint, may_go_negative boolean)
-          WHERE a.id = d.id AND (d.may_go_negative OR a.balance + d.delta >= 0);
-        GET DIAGNOSTICS n = ROW_COUNT;
-        IF n <> jsonb_array_length(doc->'legs') THEN
-          SELECT d.id, a.balance, d.delta INTO bad
-            FROM jsonb_to_recordset(doc->'legs') AS d(id text, delta bigint, may_go_negative boolean)
-            LEFT JOIN accounts a ON a.id = d.id
-            WHERE a.id IS NULL OR (NOT d.may_go_negative AND a.balance + d.delta < 0) LIMIT 1;
-          IF bad.balance IS NULL THEN
-            RAISE EXCEPTION 'entry posts to account %, which does not exist', bad.id;
+      -- Legs arrive in account id order (one lock order for every transaction).
+      FOR leg IN SELECT * FROM jsonb_to_recordset(doc->'legs') AS d(id text, delta bigint, may_go_negative boolean)
+      LOOP
+        UPDATE accounts SET balance = balance + leg.delta
+         WHERE id = leg.id AND (leg.may_go_negative OR balance + leg.delta >= 0);
+        IF NOT FOUND THEN
+          SELECT a.balance INTO held FROM accounts a WHERE a.id = leg.id;
+          IF NOT FOUND THEN
+            RAISE EXCEPTION 'entry posts to account %, which does not exist', leg.id;
           END IF;
-          RAISE EXCEPTION 'account % holds %, cannot take %', bad.id, bad.balance, -bad.delta
-            USING ERRCODE = '{OVERDRAFT}', DETAIL = json_build_object('account', bad.id, 'balance', bad.balance,
-                                                                       'wanted', -bad.delta)::text;
+          RAISE EXCEPTION 'account % holds %, cannot take %', leg.id, held, -leg.delta
+            USING ERRCODE = '{OVERDRAFT}', DETAIL = json_build_object('account', leg.id, 'balance', held,
+                                                                       'wanted', -leg.delta)::text;
         END IF;
-      END IF;
+      END LOOP;
     END $$
     """,
 ]
