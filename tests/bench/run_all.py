@@ -6,8 +6,8 @@
 
 Each benchmark runs as its own process through its command line (it starts the stack it needs
 itself: a Kafka broker, service processes, databases on the PostgreSQL server named by
-TECHBRIDGE_TEST_PG_URL). Its figures are read from what it writes: the JSON lines it prints
-and its results file under tests/bench/results/ (only if written by this run). A benchmark that
+TECHBRIDGE_TEST_PG_URL). Its figures are read from what it writes: the JSON it prints, or else
+its results file under tests/bench/results/ (only if written by this run). A benchmark that
 fails, times out, or prints no figure is recorded as such, with why, and the others still run.
 Ratios (gateway vs direct, vouchers vs pgbench) are the ones each benchmark measured in its own
 run.
@@ -83,7 +83,14 @@ class Output:
 
     @property
     def objects(self) -> list[dict]:
-        return json_objects(self.stdout)
+        """The JSON objects it printed; else the ones in its results file."""
+        printed = json_objects(self.stdout)
+        if printed or self.results_file is None:
+            return printed
+        found = self.results_file
+        if isinstance(found, dict) and isinstance(found.get("results"), list):
+            found = found["results"]
+        return [o for o in (found if isinstance(found, list) else [found]) if isinstance(o, dict)]
 
 
 def json_objects(text: str) -> list[dict]:
@@ -278,13 +285,14 @@ BENCHMARKS = [
     Benchmark("outbox", "outbox_latency.py", outbox_figures, quick=["--seconds", "5", "--stores", "sqlite"],
               results_file="outbox_latency.json"),
     Benchmark("catalog", "catalog_search.py", catalog_figures,
-              quick=["--stores", "sqlite", "--sizes", "2000", "--queries", "30"]),
+              quick=["--stores", "sqlite", "--sizes", "2000", "--queries", "30"], results_file="catalog_search.json"),
     Benchmark("matching_latency", "matching_latency.py", matching_latency_figures,
-              quick=["--docs", "10000", "--queries", "50"]),
+              quick=["--docs", "10000", "--queries", "50"], results_file="matching_latency.json"),
     Benchmark("matching_scifact", "matching_scifact.py", matching_scifact_figures),
     Benchmark("valuation", "valuation_montecarlo.py", valuation_figures, quick=["--repeat", "3"]),
     Benchmark("vouchers", "vouchers_redemption.py", vouchers_figures,
-              quick=["--seconds", "5", "--scaling", "", "--pgbench-scale", "8"], needs_postgres=True),
+              quick=["--seconds", "5", "--scaling", "", "--pgbench-scale", "8"], needs_postgres=True,
+              results_file="vouchers_redemption.json"),
     Benchmark("gateway", "gateway_bench.py", gateway_figures, quick=["--requests", "1000", "--events", "50"],
               results_file="gateway_bench.json"),
 ]

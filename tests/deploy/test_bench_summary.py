@@ -147,6 +147,15 @@ def test_each_benchmark_is_read_and_compared_with_the_goals_of_its_issue():
     assert totals["missed"] == 7  # outbox pg p99, catalog sqlite p95 + pg import, publish p99, pgbench share, gateway x2
 
 
+def test_a_results_file_of_this_run_stands_in_for_printed_figures():
+    catalog = [json.loads(line) for line in CATALOG_OUT.splitlines() if line.startswith("{")]
+    entry = run_all.summarise(*ran("catalog", "store size case (a table only)\n", {"results": catalog}))
+    assert entry["status"] == "ran" and len(entry["figures"]) == 4
+    vouchers = json.loads(VOUCHERS_OUT.splitlines()[-1])
+    entry = run_all.summarise(*ran("vouchers", "clients= 64: 610.0 redemptions/s\n", vouchers))
+    assert figures(entry)["redemptions (reserve + settle) at 64 clients, PostgreSQL"]["value"] == 610.0
+
+
 def test_gateway_ratios_come_from_the_same_runs_figures_when_not_printed():
     result = json.loads(json.dumps(GATEWAY_FILE))
     del result["proxy"]["added_p50_ms"], result["proxy"]["throughput_kept"]
