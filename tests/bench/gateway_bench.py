@@ -231,6 +231,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated concurrencies")
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--skip-fan-out", action="store_true")
+    parser.add_argument("--skip-proxy", action="store_true", help="fan-out only; keep the last proxy figures")
     parser.add_argument("--serve-upstream", type=int)
     parser.add_argument("--serve-receiver", type=int)
     args = parser.parse_args()
@@ -246,21 +247,28 @@ def main() -> None:
         broker = KafkaBroker(tmp / "kafka")
         broker.start()
         try:
+            last: dict = {}
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                last = json.loads(OUT.read_text())
             load_before = os.getloadavg()
-            overhead = proxy_overhead(tmp, broker.bootstrap, args.requests,
-                                      [int(c) for c in args.concurrency.split(",")])
+            overhead = None if args.skip_proxy else proxy_overhead(
+                tmp, broker.bootstrap, args.requests, [int(c) for c in args.concurrency.split(",")])
             load_after = os.getloadavg()
             fanout = None if args.skip_fan_out else asyncio.run(fan_out(tmp, broker.bootstrap, args.events))
+            load_end = os.getloadavg()
         finally:
             broker.stop()
-    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "load_average_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)]},
-              "proxy": overhead}
-    if fanout is not None:
-        result["webhook_fan_out"] = fanout
-    else:  # keep the last fan-out figures
-        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-            result["webhook_fan_out"] = json.loads(OUT.read_text())["webhook_fan_out"]
+    # What was not measured this time is kept from the last run, with the load it ran under.
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    result = {"machine": machine, "proxy": overhead, "webhook_fan_out": fanout}
+    if overhead is None:
+        result["proxy"] = last.get("proxy")
+    else:
+        result["proxy"]["load_average_1m_before_after"] = [round(load_before[0], 2), round(load_after[0], 2)]
+    if fanout is None:
+        result["webhook_fan_out"] = last.get("webhook_fan_out")
+    else:
+        fanout["load_average_1m_before_after"] = [round(load_after[0], 2), round(load_end[0], 2)]
     print(json.dumps(result, indent=2))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
