@@ -1,12 +1,15 @@
 """Benchmark: sustained voucher redemptions (reserve + settle) per second on PostgreSQL.
 
-Each redemption is two transactions through the same service functions and unit of work the
-REST endpoints use (row lock on the voucher, conditional balance updates, journal + postings
-with the hash chain, outbox events, Idempotency-Key lookup and record): reserve 1 fen of a
-random voucher among 1,000 for one of 8 agencies, then settle it. Clients are asyncio tasks
+Each redemption is two transactions through the same service functions and the same PostgreSQL
+hot path the REST endpoints use (row lock on the voucher, conditional balance updates, journal +
+postings with the hash chain, outbox events, Idempotency-Key lookup and record): reserve 1 fen of
+a random voucher among 1,000 for one of 8 agencies, then settle it. Clients are asyncio tasks
 spread over worker processes (the service scales out as replicas). At the end the ledger check
 replays the whole journal and must pass. In the same run pgbench's built-in TPC-B-like script
-runs against the same server with the same client count, for comparison.
+runs against the same server with the same client count, for comparison. Besides the rates it
+reports CPU per redemption in the service processes and in the PostgreSQL backends (from /proc),
+which the machine's other load disturbs far less than the rates. The summary is printed as JSON
+and written to tests/bench/results/vouchers_redemption.json.
 
     TECHBRIDGE_TEST_PG_URL=$(deploy/postgres/pg.sh start) \
         .venv/bin/python tests/bench/vouchers_redemption.py [--clients 64] [--seconds 15] [--scaling 1,8,32,64]
