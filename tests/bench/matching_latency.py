@@ -145,6 +145,39 @@ async def publish_to_matchable(samples: int, big: MatchingEngine | None) -> list
     return out
 
 
+def parts(engine: MatchingEngine, queries: list[str], vectors: list[np.ndarray]) -> dict:
+    """CPU milliseconds (median) of each step `match_demand` takes, timed apart."""
+    from techbridge_matching.domain.matching import rank
+    from techbridge_matching.usecases.explain import explanation
+
+    index = engine.achievements
+    times: dict[str, list[float]] = {}
+
+    def timed(name, f):
+        c0 = time.process_time()
+        out = f()
+        times.setdefault(name, []).append((time.process_time() - c0) * 1000)
+        return out
+
+    for text, vec in zip(queries, vectors, strict=True):
+        d = demand_for(text)
+        terms = timed("analysis", lambda: analyse(d.query_text))
+        timed("bm25", lambda: index.lexical.scores(terms))
+        timed("cosine_product", lambda: index.dense.similarities(vec, index.slot_count()))
+        timed("ipc", lambda: index._ipc_scores(list(d.ipc_codes), index.slot_count()))
+        q = timed("query_scores_all", lambda: index.query(d.query_text, vec, list(d.ipc_codes), terms=terms))
+        eligible = timed("hard_mask", lambda: engine.columns.hard_pass(d, q.size))
+        pool = timed("top_100", lambda: q.top(100, eligible))
+        hits = timed("rerank", lambda: rank(d, [(c, engine.facts[c.doc_id]) for c in pool], [], 20))
+        by_id = {c.doc_id: c for c in pool}
+        chosen = timed("evidence_20", lambda: q.explain([by_id[h.achievement_id] for h in hits]))
+        timed("explanations_20", lambda: [explanation(c, h.checks, adjustments=h.adjustments, query_text=d.query_text)
+                                          for h, c in zip(hits, chosen, strict=True)])
+        timed("match_demand", lambda: engine.match_demand(d, vec, terms, [], 20))
+    return {"measure": "parts_cpu_ms_p50", "docs": len(index), "queries": len(queries),
+            **{k: round(statistics.median(v), 2) for k, v in times.items()}, "load_average": load()}
+
+
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -155,6 +188,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--publishes", type=int, default=30)
     ap.add_argument("--blas-threads", type=int, default=1, help="as MATCHING_BLAS_THREADS (service default 1)")
+    ap.add_argument("--parts", action="store_true", help="also time each step of a query apart (CPU)")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "scifact"))
     ap.add_argument("--cache", default=str(ROOT / ".cache" / "matching" / "scifact-corpus.npz"))
     args = ap.parse_args()
@@ -194,6 +228,9 @@ def main() -> None:
           "hits_per_query_min": min(shown), "blas_threads": args.blas_threads,
           "query_embedding_p50": round(pct(embed_ms, 50), 1), "query_embedding_p95": round(pct(embed_ms, 95), 1),
           "load_average_before": load_before, "load_average_after": load()})
+
+    if args.parts:
+        emit(parts(engine, queries[:60], vectors[:60]))
 
     import logging
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from techbridge_shared.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from techbridge_shared.errors import Forbidden, NotFound
 from techbridge_shared.identity import Identity
 from techbridge_shared.uow import UnitOfWork
 
