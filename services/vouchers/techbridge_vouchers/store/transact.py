@@ -9,7 +9,6 @@ then finds its stored response and replays it, so all of them receive the same a
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -81,9 +80,9 @@ def is_retryable(exc: BaseException) -> bool:
 
 async def _lock_key(uow: UnitOfWork, idem: IdempotencyRequest) -> None:
     if uow.session.bind.dialect.name == "postgresql":
-        digest = hashlib.sha256(f"{idem.scope}\0{idem.key}".encode()).digest()
-        lock_id = int.from_bytes(digest[:8], "big", signed=True)
-        await uow.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+        # The same lock id as the hot path's, so one key serialises across both paths.
+        await uow.session.execute(text("SELECT pg_advisory_xact_lock(:id)"),
+                                  {"id": hot.advisory_lock_id(idem.scope, idem.key)})
 
 
 async def _remember(uow: UnitOfWork, idem: IdempotencyRequest, status: int, body: Any) -> None:
