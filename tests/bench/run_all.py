@@ -246,20 +246,26 @@ def gateway_figures(out: Output) -> list[Figure]:
     proxy = result.get("proxy")
     if not isinstance(proxy, dict):
         raise MissingFigure("no proxy result")
-    direct, through = proxy.get("direct", {}), proxy.get("gateway", {})
-    added = proxy.get("added_p50_ms")
-    if added is None:  # the same run's two p50s
-        added = number(through, "p50_ms") - number(direct, "p50_ms")
-    kept = proxy.get("throughput_kept")
-    if kept is None:
-        kept = number(through, "rps") / number(direct, "rps")
-    figures = [
-        Figure("gateway: added latency at p50", float(added), "ms", Goal("<=", 2, "issue 7"),
-               f"direct p50 {direct.get('p50_ms')} ms, through the gateway {through.get('p50_ms')} ms, "
-               f"concurrency {proxy.get('concurrency')}"),
-        Figure("gateway: throughput kept vs direct", float(kept), "ratio", Goal(">=", 0.70, "issue 7"),
-               f"direct {direct.get('rps')} req/s, through the gateway {through.get('rps')} req/s"),
-    ]
+    # One run per concurrency (a sweep), or a single run at one concurrency.
+    runs = proxy.get("runs") if isinstance(proxy.get("runs"), list) else [proxy]
+    figures = []
+    for run in runs:
+        direct, through = run.get("direct"), run.get("gateway")
+        if not isinstance(direct, dict) or not isinstance(through, dict):
+            raise MissingFigure(f"no direct and gateway figures in {json.dumps(run)[:200]}")
+        added = run.get("added_p50_ms")
+        if added is None:  # the same run's two p50s
+            added = number(through, "p50_ms") - number(direct, "p50_ms")
+        kept = run.get("throughput_kept")
+        if kept is None:
+            kept = number(through, "rps") / number(direct, "rps")
+        at = f"concurrency {run.get('concurrency', proxy.get('concurrency', '?'))}"
+        figures += [
+            Figure(f"gateway: added latency at p50 ({at})", float(added), "ms", Goal("<=", 2, "issue 7"),
+                   f"direct p50 {direct.get('p50_ms')} ms, through the gateway {through.get('p50_ms')} ms"),
+            Figure(f"gateway: throughput kept vs direct ({at})", float(kept), "ratio", Goal(">=", 0.70, "issue 7"),
+                   f"direct {direct.get('rps')} req/s, through the gateway {through.get('rps')} req/s"),
+        ]
     fan_out = result.get("webhook_fan_out")
     if isinstance(fan_out, dict) and "deliveries_per_s" in fan_out:
         figures.append(Figure(f"webhook deliveries to {fan_out.get('subscribers')} subscribers",

@@ -137,9 +137,9 @@ def test_each_benchmark_is_read_and_compared_with_the_goals_of_its_issue():
     assert vouchers["ledger check after the run"]["met"] is True
 
     gateway = figures(by_name["gateway"])
-    assert gateway["gateway: added latency at p50"]["value"] == 25.4
-    assert gateway["gateway: added latency at p50"]["met"] is False
-    assert gateway["gateway: throughput kept vs direct"]["met"] is False
+    assert gateway["gateway: added latency at p50 (concurrency 16)"]["value"] == 25.4
+    assert gateway["gateway: added latency at p50 (concurrency 16)"]["met"] is False
+    assert gateway["gateway: throughput kept vs direct (concurrency 16)"]["met"] is False
     assert gateway["webhook deliveries to 10 subscribers"]["value"] == 219.3
 
     totals = summary["totals"]
@@ -160,8 +160,24 @@ def test_gateway_ratios_come_from_the_same_runs_figures_when_not_printed():
     result = json.loads(json.dumps(GATEWAY_FILE))
     del result["proxy"]["added_p50_ms"], result["proxy"]["throughput_kept"]
     gateway = figures(run_all.summarise(*ran("gateway", json.dumps(result, indent=2))))
-    assert gateway["gateway: added latency at p50"]["value"] == pytest.approx(50.3 - 24.9)
-    assert gateway["gateway: throughput kept vs direct"]["value"] == pytest.approx(230.7 / 360.0)
+    assert gateway["gateway: added latency at p50 (concurrency 16)"]["value"] == pytest.approx(50.3 - 24.9)
+    assert gateway["gateway: throughput kept vs direct (concurrency 16)"]["value"] == pytest.approx(230.7 / 360.0)
+
+
+def test_a_gateway_sweep_over_concurrencies_gives_each_level_its_goals():
+    sweep = {"proxy": {"requests_per_run": 1000, "runs": [
+        {"concurrency": 1, "direct": {"rps": 392.9, "p50_ms": 1.153}, "gateway": {"rps": 148.8, "p50_ms": 4.907},
+         "added_p50_ms": 3.754, "throughput_kept": 0.379},
+        {"concurrency": 64, "direct": {"rps": 688.5, "p50_ms": 61.0}, "gateway": {"rps": 600.0, "p50_ms": 62.5}},
+    ]}, "webhook_fan_out": GATEWAY_FILE["webhook_fan_out"]}
+    gateway = figures(run_all.summarise(*ran("gateway", results=sweep)))
+    assert gateway["gateway: added latency at p50 (concurrency 1)"]["met"] is False
+    assert gateway["gateway: throughput kept vs direct (concurrency 1)"]["value"] == 0.379
+    assert gateway["gateway: added latency at p50 (concurrency 64)"]["value"] == pytest.approx(1.5)
+    assert gateway["gateway: added latency at p50 (concurrency 64)"]["met"] is True
+    assert gateway["gateway: throughput kept vs direct (concurrency 64)"]["met"] is True
+    broken = run_all.summarise(*ran("gateway", results={"proxy": {"runs": [{"concurrency": 1, "direct": {}}]}}))
+    assert broken["status"] == "failed" and "no direct and gateway figures" in broken["reason"]
 
 
 # --- missing results and failures -----------------------------------------------------------------
