@@ -112,3 +112,33 @@ async def test_text_reaches_the_journal_exactly_whichever_way_the_write_is_sent(
         assert statement["items"][-1]["kind"] == "void" and statement["items"][-1]["memo"] == reason
         check = await api.check()
         assert check["ok"], check["problems"]
+
+
+async def test_idempotency_key_replays_on_the_hot_path_even_before_the_first_read(pg_url_factory, api_factory):
+    from techbridge_shared.identity import Identity
+
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api)
+        body = api.redemption_body({"id": vid, "enterprise_org_id": "ent-h"}, 5, 20)
+        first = await api.call("POST", "/redemptions", agency, json=body, key="k-1")
+        assert first.status_code == 201, first.text
+        again = await api.call("POST", "/redemptions", agency, json=body, key="k-1")
+        assert again.status_code == 201 and again.json() == first.json()
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        other = await api.call("POST", "/redemptions", agency, json={**body, "invoice_ref": "other"}, key="k-1")
+        assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+        # The same client acting without an organisation is refused before any read: the key's
+        # stored response still answers, as on every other path.
+        orgless = Identity(sub=agency.sub, org=None, roles=agency.roles, client_id=agency.client_id)
+        replayed = await api.call("POST", "/redemptions", orgless, json=body, key="k-1")
+        assert replayed.status_code == 201 and replayed.json() == first.json()
+        fresh = await api.call("POST", "/redemptions", orgless, json=body, key="k-2")
+        assert fresh.status_code == 403
+        settle_key = "s-1"
+        s1 = await api.call("POST", f"/redemptions/{first.json()['id']}/settle", api.gov, key=settle_key)
+        s2 = await api.call("POST", f"/redemptions/{first.json()['id']}/settle", api.gov, key=settle_key)
+        assert s1.status_code == s2.status_code == 200 and s1.json() == s2.json()
+        assert s2.headers.get("Idempotent-Replayed") == "true"
+        assert await _state(api, vid) == (45, 0, 3)  # issue, reserve, settle: each once
+        check = await api.check()
+        assert check["ok"], check["problems"]

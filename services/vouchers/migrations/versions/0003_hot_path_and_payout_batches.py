@@ -23,13 +23,28 @@ depends_on = None
 OVERDRAFT = "VB001"
 
 FUNCTIONS = [
-    # Lock the voucher, then read (after the lock) what a reservation decides on.
+    # The stored response of an Idempotency-Key, if any (the caller holds the key's advisory lock,
+    # and this statement's snapshot is taken after it was granted).
+    """
+    CREATE OR REPLACE FUNCTION vouchers_stored_response(p_scope text, p_key text) RETURNS json
+    LANGUAGE sql STABLE AS $$
+      SELECT json_build_object('fingerprint', k.fingerprint, 'status', k.status, 'body', k.body)
+      FROM idempotency_keys k WHERE k.scope = p_scope AND k.key = p_key
+    $$
+    """,
+    # The stored response of the Idempotency-Key if there is one; else lock the voucher, then read
+    # (after the lock) what a reservation decides on.
     """
     CREATE OR REPLACE FUNCTION vouchers_reservation_context(p_voucher text, p_agency text, p_invoice text,
-                                                            p_transfer text, p_available_account text)
+                                                            p_transfer text, p_available_account text,
+                                                            p_scope text, p_key text)
     RETURNS json LANGUAGE plpgsql AS $$
     DECLARE v vouchers; result json;
     BEGIN
+      IF p_key IS NOT NULL THEN
+        result := vouchers_stored_response(p_scope, p_key);
+        IF result IS NOT NULL THEN RETURN json_build_object('stored', result); END IF;
+      END IF;
       SELECT * INTO v FROM vouchers WHERE id = p_voucher FOR UPDATE;
       IF NOT FOUND THEN RETURN NULL; END IF;
       SELECT json_build_object(
@@ -45,11 +60,17 @@ FUNCTIONS = [
       RETURN result;
     END $$
     """,
-    # Lock the voucher of a redemption, then read the redemption again under that lock.
+    # The stored response of the Idempotency-Key if there is one; else lock the voucher of a
+    # redemption, then read the redemption again under that lock.
     """
-    CREATE OR REPLACE FUNCTION vouchers_lock_redemption(p_redemption text) RETURNS json LANGUAGE plpgsql AS $$
+    CREATE OR REPLACE FUNCTION vouchers_lock_redemption(p_redemption text, p_scope text, p_key text)
+    RETURNS json LANGUAGE plpgsql AS $$
     DECLARE vid text; v vouchers; result json;
     BEGIN
+      IF p_key IS NOT NULL THEN
+        result := vouchers_stored_response(p_scope, p_key);
+        IF result IS NOT NULL THEN RETURN json_build_object('stored', result); END IF;
+      END IF;
       SELECT r.voucher_id INTO vid FROM redemptions r WHERE r.id = p_redemption;
       IF NOT FOUND THEN RETURN NULL; END IF;
       SELECT * INTO v FROM vouchers WHERE id = vid FOR UPDATE;
@@ -130,8 +151,9 @@ FUNCTIONS = [
     """,
 ]
 
-FUNCTION_NAMES = ("vouchers_reservation_context(text, text, text, text, text)",
-                  "vouchers_lock_redemption(text)", "vouchers_apply(jsonb)")
+FUNCTION_NAMES = ("vouchers_reservation_context(text, text, text, text, text, text, text)",
+                  "vouchers_lock_redemption(text, text, text)", "vouchers_apply(jsonb)",
+                  "vouchers_stored_response(text, text)")
 
 
 def upgrade() -> None:

@@ -1,4 +1,4 @@
-"""The redemption hot path on PostgreSQL: reserve, settle, void and pay out in four round trips.
+"""The redemption hot path on PostgreSQL: reserve, settle, void and pay out in three round trips.
 
 The same service-layer functions and domain rules run as on the general path; only the I/O
 differs. A `HotRepository` answers the few reads those commands make with one server-side
@@ -6,8 +6,8 @@ function call each (lock + read, see migration 0003), keeps every write in memor
 them all at commit with one call of `vouchers_apply`, which moves the balances with the same
 conditional updates (an overdraft refuses the whole write), compares-and-sets the chain heads
 read under the lock, and inserts the outbox rows and the Idempotency-Key record in the same
-transaction. Round trips per command: BEGIN + advisory lock, idempotency lookup, one locked
-read, the write + COMMIT — against 15–17 through the ORM session, whose per-statement Python
+transaction. Round trips per command: BEGIN + the Idempotency-Key's advisory lock; the key's
+stored response or else one locked read; the write + COMMIT — against 15–17 through the ORM session, whose per-statement Python
 cost was what capped throughput (see the README's benchmark section).
 
 It runs on its own asyncpg pool (no pre-ping, no reset query on release: a connection goes
@@ -68,13 +68,26 @@ def _redemption_values(r: m.Redemption) -> dict[str, Any]:
             "payout_batch_id": r.payout_batch_id}
 
 
+class StoredResponse(Exception):
+    """The Idempotency-Key already has a response (found by the first locked read)."""
+
+    def __init__(self, stored: dict[str, Any]):
+        super().__init__("stored response")
+        self.stored = stored
+
+
 class HotRepository:
     """The subset of `Repository` the redemption commands use, on one asyncpg connection inside
-    a transaction. Reads lock and read in one call; writes wait for `flush`."""
+    a transaction. Reads lock and read in one call; writes wait for `flush`.
 
-    def __init__(self, conn: asyncpg.Connection):
+    With an Idempotency-Key (`scope`, `key`), the first read also looks the key up, after the
+    key's advisory lock, and raises `StoredResponse` instead of locking anything if it is there."""
+
+    def __init__(self, conn: asyncpg.Connection, idempotency: tuple[str, str] | None = None):
         self.c = conn
         self.dialect = "postgresql"
+        self._idempotency = idempotency
+        self.looked_up = idempotency is None  # whether the key's stored response was looked for
         self._heads: dict[str, str] = {}  # chain key -> current head (advanced by post)
         self._locked_heads: dict[str, str] = {}  # chain key -> head read under the lock
         self._new: list[dict[str, Any]] = []
@@ -96,10 +109,12 @@ class HotRepository:
 
     async def reservation_context(self, *, voucher_id: str, agency_org_id: str, invoice_ref: str,
                                   transfer_id: str | None) -> ReservationContext | None:
-        d = await self.c.fetchval("SELECT vouchers_reservation_context($1, $2, $3, $4, $5)", voucher_id, agency_org_id,
-                                  invoice_ref, transfer_id, voucher_account("", voucher_id, AccountKind.AVAILABLE).id)
+        d = await self.c.fetchval("SELECT vouchers_reservation_context($1, $2, $3, $4, $5, $6, $7)", voucher_id,
+                                  agency_org_id, invoice_ref, transfer_id,
+                                  voucher_account("", voucher_id, AccountKind.AVAILABLE).id, *self._key())
         if d is None:
             return None
+        self._replay_if_stored(d)
         vrow = d["voucher"]
         v = voucher_from_row(_row(vrow))
         self._hold(v, vrow["head_hash"])
@@ -112,12 +127,31 @@ class HotRepository:
             transfer=(t["status"], t["buyer_org_id"]) if t else None)
 
     async def lock_redemption(self, redemption_id: str) -> tuple[m.Redemption, m.Voucher] | None:
-        d = await self.c.fetchval("SELECT vouchers_lock_redemption($1)", redemption_id)
+        d = await self.c.fetchval("SELECT vouchers_lock_redemption($1, $2, $3)", redemption_id, *self._key())
         if d is None:
             return None
+        self._replay_if_stored(d)
         v = voucher_from_row(_row(d["voucher"]))
         self._hold(v, d["voucher"]["head_hash"])
         return redemption_from_row(_row(d["redemption"])), v
+
+    def _key(self) -> tuple[str | None, str | None]:
+        if self.looked_up:
+            return None, None
+        self.looked_up = True
+        return self._idempotency
+
+    @staticmethod
+    def _replay_if_stored(d: dict[str, Any]) -> None:
+        if "stored" in d:
+            raise StoredResponse(d["stored"])
+
+    async def stored_response(self) -> dict[str, Any] | None:
+        """Look the key up now (when the command made no read that did)."""
+        scope, key = self._key()
+        if key is None:
+            return None
+        return await self.c.fetchval("SELECT vouchers_stored_response($1, $2)", scope, key)
 
     # --- writes, kept until flush
     async def add_redemption(self, r: m.Redemption) -> None:
@@ -256,27 +290,37 @@ async def run(conn: asyncpg.Connection, work: Callable, *, idempotency, present,
               ) -> tuple[int, Any, bool, list]:
     """One command on the hot path, in one transaction on `conn`. Returns (status, body,
     replayed, events published)."""
+    from techbridge_shared.errors import Problem
     from techbridge_shared.idempotency import FieldError, ValidationFailed
 
     if idempotency is not None:
         await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({advisory_lock_id(idempotency.scope, idempotency.key)})")
     else:
         await conn.execute("BEGIN")
+    repo = HotRepository(conn, (idempotency.scope, idempotency.key) if idempotency is not None else None)
+
+    async def replay(stored: dict[str, Any]) -> tuple[int, Any, bool, list]:
+        if stored["fingerprint"] != idempotency.fingerprint:
+            raise ValidationFailed(
+                "this Idempotency-Key was already used with a different request body",
+                code="idempotency_key_reused",
+                errors=[FieldError(field="header.Idempotency-Key", message="reused with a different body")])
+        await conn.execute("ROLLBACK")
+        return stored["status"], json.loads(stored["body"]), True, []
+
     try:
-        if idempotency is not None:
-            stored = await conn.fetchrow("SELECT fingerprint, status, body FROM idempotency_keys "
-                                         "WHERE scope = $1 AND key = $2", idempotency.scope, idempotency.key)
-            if stored is not None:
-                if stored["fingerprint"] != idempotency.fingerprint:
-                    raise ValidationFailed(
-                        "this Idempotency-Key was already used with a different request body",
-                        code="idempotency_key_reused",
-                        errors=[FieldError(field="header.Idempotency-Key", message="reused with a different body")])
-                await conn.execute("ROLLBACK")
-                return stored["status"], json.loads(stored["body"]), True, []
-        repo = HotRepository(conn)
         uow = HotUnitOfWork()
-        result = await work(repo, uow)
+        try:
+            result = await work(repo, uow)
+        except StoredResponse as found:
+            return await replay(found.stored)
+        except Problem:
+            # Refused before any read looked the key up: a stored response still comes first.
+            if not repo.looked_up and (stored := await repo.stored_response()) is not None:
+                return await replay(stored)
+            raise
+        if not repo.looked_up and (stored := await repo.stored_response()) is not None:
+            return await replay(stored)
         body = present(result)
         record = None
         if idempotency is not None:
