@@ -111,7 +111,7 @@ async def transact(
     (stored with the idempotency key in the same transaction).
 
     `hot_path`: the work uses only what `store.hot.HotRepository` offers (reserve, settle, void,
-    pay out); on PostgreSQL it then runs there, in four round trips. Elsewhere it is ignored."""
+    pay out); on PostgreSQL it then runs there, in three round trips. Elsewhere it is ignored."""
     if hot_path and not runtime.db.is_sqlite:
         return await _transact_hot(runtime, work, present=present, status=status, idempotency=idempotency)
     attempt = 0
