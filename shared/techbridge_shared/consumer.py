@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .envelope import CloudEvent, EnvelopeError, dlq_topic, topic_for_type, utcnow
+from .errors import is_database_unavailable
 from .metrics import CONSUMED, CONSUMER_LAG, DLQ_RECORDS, HANDLER_FAILURES
 from .settings import KafkaSettings
 from .tracing import consuming
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[UnitOfWork, CloudEvent], Awaitable[None]]
 
 DLQ_HEADER_PREFIX = "techbridge-dlq-"
+# Longest wait between tries while the consumer's own store is unreachable.
+STORE_RETRY_MAX_S = 5.0
 
 
 @dataclass
@@ -183,9 +186,8 @@ class ConsumerRunner:
             return records[-1].offset + 1
         next_offset = records[0].offset
         for record in records:
-            if self._stopping:
+            if self._stopping or not await self._process(record):
                 break
-            await self._process(record)
             next_offset = record.offset + 1
         return next_offset
 
@@ -223,32 +225,45 @@ class ConsumerRunner:
             CONSUMED.labels(self.service, self.group, outcome).inc()
         return True
 
-    async def _process(self, record) -> None:
+    async def _process(self, record) -> bool:
+        """Apply, ignore or dead-letter one record; False if it was left for later (stopping
+        while the store was unreachable), so its offset must not be committed."""
         try:
             event = CloudEvent.from_json(record.value)
         except EnvelopeError as exc:
             await self._dead_letter(record, str(exc), attempts=1)
-            return
+            return True
         handler = self.subscription.handler_for(event.type)
         if handler is None:
             CONSUMED.labels(self.service, self.group, "ignored").inc()
-            return
+            return True
         attempt = 0
+        store_wait = self._retry_backoff_s
         while True:
-            attempt += 1
             try:
                 applied = await self._apply(record, event, handler)
                 CONSUMED.labels(self.service, self.group, "applied" if applied else "duplicate").inc()
-                return
+                return True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 HANDLER_FAILURES.labels(self.service, self.group).inc()
                 error = f"{type(exc).__name__}: {exc}"
+                if is_database_unavailable(exc):
+                    # Our own store is down, not the event at fault: wait for it as long as it
+                    # takes instead of spending attempts and dead-lettering a good event.
+                    if self._stopping:
+                        return False
+                    log.warning("store unreachable while handling %s; retrying in %.1fs: %s",
+                                event.id, store_wait, error)
+                    await asyncio.sleep(store_wait)
+                    store_wait = min(STORE_RETRY_MAX_S, store_wait * 2)
+                    continue
+                attempt += 1
                 if attempt >= self._max_attempts:
                     log.error("giving up on %s after %d attempts: %s", event.id, attempt, error)
                     await self._dead_letter(record, error, attempts=attempt)
-                    return
+                    return True
                 log.warning("handler for %s failed (attempt %d): %s", event.type, attempt, error)
                 await asyncio.sleep(self._retry_backoff_s * 2 ** (attempt - 1))
 

@@ -241,12 +241,9 @@ def test_postgres_restarted_mid_workload_answers_503_and_applies_each_key_once(f
           f"{outcomes.retry_after} with Retry-After); events sent {len(sent)} / delivered {len(counts)} / "
           f"duplicated {duplicated} / lost {len(set(sent) - set(counts))}; dead-lettered while the database was "
           f"down: {len(dead)}")
-    if dead:
-        # Known defect, reported: the shared consumer spends its bounded retries while its own
-        # database is down, then dead-letters a good record. Any other loss fails the test.
-        pytest.xfail(f"{len(dead)} records dead-lettered because the consumer's database was down "
-                     f"(groups {sorted({d['consumer-group'] for d in dead})}); "
-                     f"{len(set(sent) - set(counts))} of {len(sent)} events never reached the gateway")
+    # A consumer whose own database is down waits for it; it must never dead-letter a good record.
+    assert not dead, (f"{len(dead)} records dead-lettered while the database was down "
+                      f"(groups {sorted({d['consumer-group'] for d in dead})})")
     if failure:
         raise failure
     assert duplicated == 0

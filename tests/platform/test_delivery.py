@@ -184,6 +184,16 @@ def test_poison_records_go_to_the_dlq_and_the_partition_moves_on(pair, kafka_boo
     assert ours[b"garbage"].value == garbage
 
 
+def test_a_consumer_waits_out_its_own_store_instead_of_dead_lettering_good_events(pair, kafka_bootstrap):
+    publisher, consumer = pair(consumer_settings={"consumer_max_attempts": "3", "consumer_retry_backoff_ms": "20"})
+    # Six failures, twice the attempts a faulty event gets: only a store outage may take that long.
+    [outage, after] = record_notes(publisher, ["store-down-6", "after the outage"])
+    t = wait_applied(consumer, [outage, after])
+    assert t["per_note"][outage] == 1 and t["per_note"][after] == 1
+    dead = asyncio.run(_read_raw(kafka_bootstrap, dlq_topic(NOTE_TOPIC), want=10_000, timeout=3))
+    assert outage.encode() not in {r.key for r in dead}
+
+
 def test_consumer_is_ready_only_after_joining_its_group(pair):
     _publisher, consumer = pair()
     body = httpx.get(consumer.url + "/health/ready").json()

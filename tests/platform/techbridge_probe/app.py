@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, update
+from sqlalchemy.exc import DisconnectionError
 
 from techbridge_shared.consumer import Subscription
 from techbridge_shared.envelope import CloudEvent, new_event, topic_name, utcnow
@@ -100,9 +101,19 @@ async def read_outbox(runtime: ServiceRuntime = Depends(runtime_of)) -> dict:
     return {"total": total, "unpublished": unpublished}
 
 
+# Event id -> how many times its handler has seen the store "down" (note text "store-down-N").
+_store_down_seen: dict[str, int] = {}
+
+
 async def on_note_recorded(uow: UnitOfWork, event: CloudEvent) -> None:
-    if event.data.get("text") == "fail-always":
+    text = event.data.get("text", "")
+    if text == "fail-always":
         raise ValueError("this note is poison for the tally")
+    if text.startswith("store-down-"):
+        seen = _store_down_seen.get(event.id, 0)
+        if seen < int(text.removeprefix("store-down-")):
+            _store_down_seen[event.id] = seen + 1
+            raise DisconnectionError("the store dropped the connection")
     s = uow.session
     updated = await s.execute(update(tally).where(tally.c.id == 1).values(count=tally.c.count + 1))
     if updated.rowcount == 0:
