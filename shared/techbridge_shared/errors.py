@@ -91,6 +91,10 @@ class ValidationFailed(Problem):
 DATABASE_RETRY_AFTER_S = 2
 
 
+# FastAPI's HTTPException detail when a request body cannot be read as JSON at all.
+UNPARSEABLE_BODY = "There was an error parsing the body"
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
     """True when `exc` (or what caused it) says the database could not be reached or dropped the
     connection (server restarting, shutting down, refusing connections, pool exhausted): a
@@ -170,6 +174,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.detail == UNPARSEABLE_BODY:
+            # FastAPI's answer to a body it cannot decode at all (not UTF-8, cut short): as
+            # with malformed JSON, the field at fault is the body.
+            message = "is not a complete, UTF-8 encoded JSON document"
+            return problem_response(
+                request, 422, code="validation_failed", title="Request validation failed",
+                detail=f"body: {message}", errors=[FieldError(field="body", message=message)],
+            )
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
         return problem_response(
             request, exc.status_code, code=code, detail=str(exc.detail),

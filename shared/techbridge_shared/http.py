@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from urllib.parse import unquote_to_bytes
 
+from starlette.requests import Request
+
+from .errors import FieldError, problem_response
 from .logs import request_id_var
 from .metrics import HTTP_LATENCY, HTTP_REQUESTS
 from .tracing import child_traceparent, current_traceparent
@@ -50,7 +54,11 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            refusal = control_character_refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -65,3 +73,18 @@ class RequestContextMiddleware:
                 )
             request_id_var.reset(token)
             current_traceparent.reset(trace_token)
+
+
+def control_character_refusal(scope):
+    """A 422 for a request whose path holds a control character or whose query holds a NUL, or
+    None. No store can keep a NUL in text (PostgreSQL refuses it), and no identifier or route
+    has control characters, so these are refused before any handler sees them."""
+    field = None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in scope.get("path", "")):
+        field, message = "path", "must not contain control characters"
+    elif b"\0" in unquote_to_bytes(scope.get("query_string", b"")):
+        field, message = "query", "must not contain NUL characters"
+    if field is None:
+        return None
+    return problem_response(Request(scope), 422, code="validation_failed", title="Request validation failed",
+                            detail=f"{field}: {message}", errors=[FieldError(field=field, message=message)])

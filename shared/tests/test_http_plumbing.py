@@ -30,6 +30,10 @@ def make_app() -> FastAPI:
         rows = list(range(start + 1, min(start + 1 + params.limit + 1, 26)))
         return paginate(rows, params.limit, key=lambda n: {"after": n})
 
+    @app.get("/offers/{offer_id}")
+    async def one_offer(offer_id: str):
+        return {"id": offer_id}
+
     @app.get("/boom")
     async def boom():
         raise RuntimeError("secret internals")
@@ -64,6 +68,26 @@ async def test_unexpected_errors_do_not_leak_internals(client):
     r = await client.get("/boom")
     assert r.status_code == 500
     assert "secret internals" not in r.text and r.json()["code"] == "internal_error"
+
+
+async def test_a_body_that_is_not_utf8_is_a_422_naming_the_body(client):
+    r = await client.post("/offers", content=b'{"price": 1, "currency": "\xff\xfe"}',
+                          headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in r.json()["errors"]] == ["body"]
+
+
+@pytest.mark.parametrize("target", ["/offers/a%00b", "/offers/a%0Ab", "/offers/a%7Fb", "/numbers?limit=5&cursor=%00"])
+async def test_control_characters_in_the_path_or_nul_in_the_query_are_refused(client, target):
+    r = await client.get(target)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"][0]["field"] in ("path", "query")
+    assert r.headers["x-request-id"]
+
+
+async def test_ordinary_percent_encoded_paths_still_reach_their_route(client):
+    r = await client.get("/offers/%E9%94%82%20x")
+    assert r.status_code == 200 and r.json() == {"id": "锂 x"}
 
 
 async def test_request_id_is_passed_on_or_created(client):

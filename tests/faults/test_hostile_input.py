@@ -165,10 +165,6 @@ NUL_TARGETS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="known defect: a NUL (%00) in a path identifier reaches PostgreSQL, which "
-                   "cannot hold it, and the service answers 500; a shared fix refuses NUL and other control "
-                   "characters in the path and query with 422 before any handler runs (techbridge_shared.http or "
-                   "the gateway). Strict: this test fails once it is fixed, so the mark is removed then.")
 @pytest.mark.parametrize("target", NUL_TARGETS)
 def test_nul_in_a_path_identifier_is_a_4xx(fault_platform, enrol, target):
     gov = enrol("government", ["government"])
