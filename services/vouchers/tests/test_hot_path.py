@@ -59,45 +59,47 @@ async def test_redemption_endpoints_run_on_the_hot_path(pg_url_factory, api_fact
         assert check["ok"], check["problems"]
 
 
-async def test_the_database_refuses_an_overdraft_the_domain_let_through(pg_url_factory, api_factory):
-    async with api_factory(pg_url_factory("hot")) as api:
-        pid, vid, _ = await _voucher(api, 50)
-        before = await _state(api, vid)
-        pool = await hot.pool_for(api.runtime.db, 2)
-        async with pool.acquire() as conn:
-            await conn.execute("BEGIN")
+async def _write_refused(api, tamper, amount: int, expected: type[BaseException]) -> BaseException:
+    """Lock a 50-unit voucher on the hot path, let `tamper(conn, vid)` run, post a reservation of
+    `amount`, and expect the write to be refused; then nothing may have changed."""
+    pid, vid, _ = await _voucher(api, 50)
+    before = await _state(api, vid)
+    pool = await hot.pool_for(api.runtime.db, 2)
+    async with pool.acquire() as conn:
+        await conn.execute("BEGIN")
+        try:
             repo = hot.HotRepository(conn)
             ctx = await repo.reservation_context(voucher_id=vid, agency_org_id="agency-h", invoice_ref="x",
                                                  transfer_id=None)
             assert ctx.available == 50
-            await repo.post(_reserve_entry(pid, vid, 51))
-            with pytest.raises(Conflict) as refused:
+            await tamper(conn, vid)
+            await repo.post(_reserve_entry(pid, vid, amount))
+            with pytest.raises(expected) as refused:
                 await repo.flush([], None)
-            assert refused.value.code == "insufficient_balance"
+        finally:
             await conn.execute("ROLLBACK")
-        assert await _state(api, vid) == before
-        check = await api.check()
-        assert check["ok"], check["problems"]
+    assert await _state(api, vid) == before
+    check = await api.check()
+    assert check["ok"], check["problems"]
+    return refused.value
+
+
+async def test_the_database_refuses_an_overdraft_the_domain_let_through(pg_url_factory, api_factory):
+    async def nothing(conn, vid):
+        pass
+
+    async with api_factory(pg_url_factory("hot")) as api:
+        refused = await _write_refused(api, nothing, 51, Conflict)
+        assert refused.code == "insufficient_balance"
 
 
 async def test_a_chain_head_moved_under_the_lock_refuses_the_write(pg_url_factory, api_factory):
+    async def move_head(conn, vid):
+        # A writer that bypassed the voucher lock (which the code never does) changes the head.
+        await conn.execute("UPDATE vouchers SET head_hash = repeat('f', 64) WHERE id = $1", vid)
+
     async with api_factory(pg_url_factory("hot")) as api:
-        pid, vid, _ = await _voucher(api, 50)
-        before = await _state(api, vid)
-        pool = await hot.pool_for(api.runtime.db, 2)
-        async with pool.acquire() as conn:
-            await conn.execute("BEGIN")
-            repo = hot.HotRepository(conn)
-            await repo.reservation_context(voucher_id=vid, agency_org_id="agency-h", invoice_ref="x", transfer_id=None)
-            # A writer that bypassed the voucher lock (which the code never does) changes the head.
-            await conn.execute("UPDATE vouchers SET head_hash = repeat('f', 64) WHERE id = $1", vid)
-            await repo.post(_reserve_entry(pid, vid, 1))
-            with pytest.raises(asyncpg.SerializationError):
-                await repo.flush([], None)
-            await conn.execute("ROLLBACK")
-        assert await _state(api, vid) == before
-        check = await api.check()
-        assert check["ok"], check["problems"]
+        await _write_refused(api, move_head, 1, asyncpg.SerializationError)
 
 
 @pytest.mark.parametrize("reason", ["it's $$ done'); DROP TABLE journal; --", "quoted $vouchers_doc$ inside"])
