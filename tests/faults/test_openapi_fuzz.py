@@ -30,10 +30,6 @@ CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,r
 
 # (operation regex, check code, response status) -> why it is accepted for now, and who fixes it.
 KNOWN = {
-    (r"^(POST|PUT|PATCH) ", "ST103", "400"):
-        "shared/FastAPI: a body that is not UTF-8 gets FastAPI's 400 'There was an error parsing the body', "
-        "which no operation documents; map it to 422 validation_failed in techbridge_shared.errors (as malformed "
-        "JSON already is) or declare 400 in the merged document (gateway/domain/openapi.py)",
     (r"^(GET|POST) /api/v1/(clients|subscriptions|users)|^POST /auth/token", "ST105", "422"):
         "gateway: its own operations keep FastAPI's default 422 (application/json HTTPValidationError) while "
         "every 422 is served as problem+json; declare problem_responses(422) on them or replace the default "
