@@ -156,19 +156,9 @@ class Search:
         return [s.value for s in q.statuses] if q.statuses else (None if viewer.reviewer else PUBLIC)
 
     def _count_where(self, t, q: SearchQuery, viewer: Viewer) -> list:
-        """The search's filters on (status, kind, TRL, modes) as conditions on a count table."""
-        w = [t.c.n > 0]
-        statuses = self._count_statuses(q, viewer)
-        if statuses is not None:
-            w.append(t.c.status.in_(statuses))
-        if q.trl_min is not None:
-            w.append(t.c.trl >= q.trl_min)
-        if q.trl_max is not None:
-            w.append(t.c.trl <= q.trl_max)
-        if q.ip_types:
-            w.append(t.c.ip_type.in_([x.value for x in q.ip_types]))
-        if q.transfer_modes:
-            w.append(t.c.modes_bits.op("&")(modes_to_bits(q.transfer_modes)) != 0)
+        """The search's filters on (status, kind, TRL, modes), and on institutions where the
+        table holds them, as conditions on a count table."""
+        w = [t.c.n > 0, *self._cell_conditions(t, q, viewer, without=None)]
         if q.owner_org_ids and t is facet_owner_cells:
             w.append(t.c.owner_org_id.in_(list(q.owner_org_ids)))
         return w
