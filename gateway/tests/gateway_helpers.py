@@ -68,6 +68,10 @@ def upstream_app(service: str, secret: str = INTERNAL_SECRET) -> FastAPI:
             "body_length": len(body), "body_sha": __import__("hashlib").sha256(body).hexdigest(),
         }, headers={"x-upstream": service, "connection": "keep-alive, x-secret-hop", "x-secret-hop": "1"})
 
+    @app.post(f"/api/v1/{service}/json", include_in_schema=False)
+    async def parse_json(body: dict):  # a short body is a 400 here, as in the real services
+        return {"keys": len(body)}
+
     @app.get(f"/api/v1/{service}/slow", include_in_schema=False)
     async def slow():
         await asyncio.sleep(5)

@@ -207,6 +207,7 @@ class Forwarder:
             raise
         except Exception as exc:
             raise self._failure(service, exc, upload) from None
+        self._check_upload(upstream, upload)
 
         raw = upstream.raw_headers
         drop_back = RESPONSE_DROP
@@ -220,12 +221,21 @@ class Forwarder:
                 body = await upstream.read()
             except Exception as exc:
                 upstream.release()
-                raise self._failure(service, exc, None) from None
+                raise self._failure(service, exc, upload) from None
+            self._check_upload(upstream, upload)
             response = Response(body, status_code=upstream.status)
         else:
             response = StreamingResponse(_stream(upstream), status_code=upstream.status)
         response.raw_headers = response_headers
         return response
+
+    def _check_upload(self, upstream: aiohttp.ClientResponse, upload: _Upload | None) -> None:
+        """A body cut off at the size limit may reach the service as a short, malformed one, and
+        the service may answer that (400) before the client session reports the cut: the
+        caller is told what really happened, 413."""
+        if upload is not None and upload.too_large:
+            upstream.close()
+            raise PayloadTooLarge(f"request body is larger than {self.ctx.settings.max_body_bytes} bytes")
 
     def _failure(self, service: str, exc: Exception, upload: _Upload | None) -> Problem:
         s = self.ctx.settings
