@@ -324,6 +324,7 @@ def run_benchmark(bench: Benchmark, quick: bool, logs: Path) -> Run:
     if bench.needs_postgres and not os.environ.get("TECHBRIDGE_TEST_PG_URL"):
         return Run(bench.name, command, "skipped", reason="TECHBRIDGE_TEST_PG_URL is not set (make bench sets it)")
     logs.mkdir(parents=True, exist_ok=True)
+    (logs / ".gitignore").write_text("# each benchmark's output of the last make bench; not kept in git\n*\n")
     log_path = logs / f"{bench.name}.log"
     results_path = RESULTS / bench.results_file if bench.results_file else None
     started_wall = time.time()
