@@ -51,6 +51,12 @@ class ProgrammeIn(Schema):
         description="At expiry, unspent value returns to the programme budget or lapses")
     reminder_days: int = Field(default=30, ge=0, description="Send the expiring-soon event this many days before")
     review_levels: Literal[1, 2] = Field(default=1, description="1, or 2 for district then city review")
+    reviewer_org_ids: list[str] = Field(default=[], max_length=100, description=(
+        "Two-level review only: government organisations (e.g. district offices) that may make the first "
+        "review; the final review is the owner's"))
+    owner_org_id: str | None = Field(default=None, max_length=64, description=(
+        "Admins only: the government organisation that will own the programme. Otherwise the caller's "
+        "organisation owns it"))
 
     def terms(self) -> m.ProgrammeTerms:
         cur = self.budget.currency
@@ -93,6 +99,11 @@ class ProgrammeOut(Schema):
     unspent_policy: str
     reminder_days: int
     review_levels: int
+    owner_org_id: str | None = Field(description="The government organisation that governs the programme: only it "
+                                     "(and admins) may change it or its vouchers and redemptions. None: opened before "
+                                     "owners were recorded; every official governs it")
+    reviewer_org_ids: list[str] = Field(description="Organisations that may make the first review of a two-level "
+                                        "review")
     created_by: str
     created_at: datetime
     closed_at: datetime | None
@@ -113,7 +124,8 @@ def present(v: cases.ProgrammeView) -> ProgrammeOut:
                                   regions=list(e.regions), min_registration_age_days=e.min_registration_age_days),
         applications_open_at=t.applications_open_at, applications_close_at=t.applications_close_at,
         validity_days=t.validity_days, unspent_policy=t.unspent_policy, reminder_days=t.reminder_days,
-        review_levels=t.review_levels, created_by=p.created_by, created_at=p.created_at, closed_at=p.closed_at,
+        review_levels=t.review_levels, owner_org_id=p.owner_org_id, reviewer_org_ids=list(p.reviewer_org_ids),
+        created_by=p.created_by, created_at=p.created_at, closed_at=p.closed_at,
     )
 
 
@@ -174,7 +186,9 @@ async def open_programme(request: Request, body: ProgrammeIn, identity: Identity
                          runtime: ServiceRuntime = Depends(runtime_of)) -> ProgrammeOut:
     terms = body.terms()
     return await money_command(request, runtime, identity, key, body,
-                               lambda repo, uow, actor: cases.open_programme(repo, uow, actor, terms, body.budget.amount),
+                               lambda repo, uow, actor: cases.open_programme(
+                                   repo, uow, actor, terms, body.budget.amount, owner_org_id=body.owner_org_id,
+                                   reviewer_org_ids=tuple(body.reviewer_org_ids)),
                                present, status=201)
 
 

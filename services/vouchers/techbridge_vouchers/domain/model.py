@@ -96,6 +96,11 @@ class Programme:
     created_by: str
     created_at: datetime
     closed_at: datetime | None = None
+    #: The government organisation that opened the programme and governs it. None only for a
+    #: programme opened before owners were recorded (migration 0004): any official governs it.
+    owner_org_id: str | None = None
+    #: Organisations that may make the first review of a two-level review (e.g. district offices).
+    reviewer_org_ids: tuple[str, ...] = ()
 
     @property
     def currency(self) -> str:
@@ -122,16 +127,69 @@ def _move(source, target, amount: int) -> tuple[Posting, Posting]:
     return (Posting(source, -amount), Posting(target, amount))
 
 
-def open_programme(programme_id: str, terms: ProgrammeTerms, budget: int, *, now: datetime, actor: str
+def open_programme(programme_id: str, terms: ProgrammeTerms, budget: int, *, now: datetime, actor: str,
+                   owner_org_id: str | None = None, reviewer_org_ids: tuple[str, ...] = ()
                    ) -> tuple[Programme, JournalEntry]:
     terms.validate()
     if budget <= 0:
         raise invalid("body.budget.amount", "a programme opens with a positive budget")
-    p = Programme(programme_id, terms, ProgrammeState.OPEN, actor, now)
+    reviewers = tuple(sorted(set(reviewer_org_ids) - {owner_org_id}))
+    if reviewers and terms.review_levels < 2:
+        raise invalid("body.reviewer_org_ids", "reviewer organisations make the first review of a two-level "
+                      "review; this programme has review_levels 1 (its owner reviews)")
+    if any(not r.strip() for r in reviewers):
+        raise invalid("body.reviewer_org_ids", "organisation ids are not blank")
+    p = Programme(programme_id, terms, ProgrammeState.OPEN, actor, now, owner_org_id=owner_org_id,
+                  reviewer_org_ids=reviewers)
     entry = _entry(EntryKind.OPEN, chain=p.id, programme=p, now=now, actor=actor, postings=_move(
         programme_account(p.id, AccountKind.FUNDING), programme_account(p.id, AccountKind.UNISSUED), budget),
         memo="initial budget")
     return p, entry
+
+
+# --- who governs a programme ---------------------------------------------------------------
+
+class Governing(StrEnum):
+    """What an official does to a programme or to something inside it."""
+
+    MANAGE = "manage"  # top-up, close, agencies, vouchers, settlements, voids, payouts, claw-backs
+    REVIEW = "review"  # a review step of an enterprise's application
+
+
+def authorise_governing(programme: Programme, *, org: str | None, admin: bool, action: Governing,
+                        review_level: int | None = None) -> None:
+    """May an official acting for `org` do `action` on this programme? Raises Forbidden if not.
+
+    - An admin may do everything.
+    - The owner (the government organisation that opened it) may do everything.
+    - A listed reviewer organisation may make the first review of a two-level review; the final
+      review and every money or state decision stay with the owner.
+    - A programme without a recorded owner (opened before owners were recorded) keeps the old
+      rule: every official governs it.
+    Called before any state-machine decision, so the refusal never depends on state."""
+    if admin or programme.owner_org_id is None:
+        return
+    if org is not None and org == programme.owner_org_id:
+        return
+    if (action is Governing.REVIEW and review_level == 1 and programme.terms.review_levels >= 2
+            and org is not None and org in programme.reviewer_org_ids):
+        return
+    who = f"organisation {org}" if org else "a caller acting for no organisation"
+    if action is Governing.REVIEW and org is not None and org in programme.reviewer_org_ids:
+        raise Forbidden(f"{who} makes only the first review in programme {programme.id}; any later review is "
+                        f"made by its owner {programme.owner_org_id}", code="not_programme_reviewer")
+    raise Forbidden(f"programme {programme.id} is governed by organisation {programme.owner_org_id}; "
+                    f"{who} may read it but not {'review its applications' if action is Governing.REVIEW else 'change it'}",
+                    code="not_programme_owner")
+
+
+def review_level(app: Application) -> int | None:
+    """The level the next review of the application would be (None once it is decided)."""
+    if app.state is ApplicationState.SUBMITTED:
+        return 1
+    if app.state is ApplicationState.PARTLY_APPROVED:
+        return 2
+    return None
 
 
 def top_up(programme: Programme, amount: int, *, now: datetime, actor: str, memo: str = "") -> JournalEntry:

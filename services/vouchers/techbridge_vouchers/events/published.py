@@ -42,6 +42,10 @@ class ProgrammeEvent(LedgerRef):
     amount: Money | None = Field(default=None, description="Budget at opening, or the top-up")
     budget: Money = Field(description="Total budget after this event")
     unissued: Money = Field(description="Budget not yet issued, after this event")
+    owner_org_id: str | None = Field(default=None, description="The government organisation that governs the "
+                                     "programme (None: opened before owners were recorded; every official governs it)")
+    reviewer_org_ids: list[str] = Field(default=[], description="Organisations that make the first review of a "
+                                        "two-level review")
     at: datetime
 
 

@@ -7,7 +7,7 @@ from ..domain.errors import Forbidden
 from ..domain.ledger import agency_accounts
 from ..events.published import AgencyEvent, event
 from ..store.repository import Repository
-from .common import Actor, not_found, now
+from .common import Actor, authorise, not_found, now
 from .programmes import get as get_programme
 
 VERBS = {"approve": "approved", "reject": "rejected", "suspend": "suspended", "remove": "removed"}
@@ -32,14 +32,15 @@ async def apply(repo: Repository, uow: UnitOfWork, actor: Actor, programme_id: s
 
 async def decide(repo: Repository, uow: UnitOfWork, actor: Actor, programme_id: str, agency_org_id: str,
                  action: str, reason: str) -> m.Enrolment:
-    await get_programme(repo, programme_id)
+    p = await get_programme(repo, programme_id)
+    authorise(actor, p)
     e = await repo.enrolment(programme_id, agency_org_id, lock=True)
     if e is None:
         raise not_found("agency", agency_org_id)
     e = m.decide_enrolment(e, action, reason=reason, now=now())
     await repo.save_enrolment(e, new=False)
     if action == "approve":
-        await repo.open_accounts(agency_accounts(programme_id, agency_org_id), (await get_programme(repo, programme_id)).currency)
+        await repo.open_accounts(agency_accounts(programme_id, agency_org_id), p.currency)
     _publish(uow, VERBS[action], e)
     return e
 

@@ -6,7 +6,7 @@ from ..domain import model as m
 from ..domain.ledger import AccountKind, InsufficientBalance, programme_account, voucher_accounts
 from ..events.published import ApplicationEvent, RuleResult, VoucherEvent, event
 from ..store.repository import Repository
-from .common import Actor, money, not_found, now, overdraft
+from .common import Actor, authorise, money, not_found, now, overdraft
 from .programmes import get as get_programme
 
 
@@ -50,6 +50,7 @@ async def review(repo: Repository, uow: UnitOfWork, actor: Actor, application_id
     # Issuance draws on the programme's budget and quota: serialise on the programme row.
     p = await get_programme(repo, a.programme_id, lock=True)
     a = await get(repo, actor, application_id, lock=True)
+    authorise(actor, p, m.Governing.REVIEW, review_level=m.review_level(a))
     t = now()
     a = m.review_application(a, p, reviewer=actor.sub, approve=approve, reason=reason, now=t)
     last = a.reviews[-1]

@@ -8,6 +8,7 @@ from techbridge_shared.envelope import utcnow
 from techbridge_shared.identity import Identity
 from techbridge_shared.money import Money
 
+from ..domain import model as m
 from ..domain.errors import Forbidden, NotFound, refused
 from ..domain.ledger import InsufficientBalance
 
@@ -43,6 +44,13 @@ class Actor:
         if not self.org:
             raise Forbidden("the caller acts for no organisation", code="no_organisation")
         return self.org
+
+
+def authorise(actor: Actor, programme: m.Programme, action: m.Governing = m.Governing.MANAGE,
+              review_level: int | None = None) -> None:
+    """The domain's rule on who governs a programme, for this caller (403 if not)."""
+    m.authorise_governing(programme, org=actor.org, admin="admin" in actor.roles, action=action,
+                          review_level=review_level)
 
 
 SYSTEM = Actor("system", None, frozenset({"admin"}))

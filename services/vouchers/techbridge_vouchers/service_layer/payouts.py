@@ -16,7 +16,7 @@ from techbridge_shared.uow import UnitOfWork
 from ..domain import model as m
 from ..events.published import PayoutBatchEvent, PayoutItem, PayoutTotalData, event
 from ..store.repository import Repository
-from .common import Actor, money, not_found, now
+from .common import Actor, authorise, money, not_found, now
 from .programmes import get_for_redemption as get_programme
 from .redemptions import _post, publish as publish_redemption  # the same entry and event as a single payout
 
@@ -25,9 +25,13 @@ async def pay_agency(repo: Repository, uow: UnitOfWork, actor: Actor, agency_org
                      programme_id: str | None, settled_before: datetime | None, note: str = ""
                      ) -> tuple[m.PayoutBatch, list[tuple[m.Redemption, str | None, str | None]]]:
     if programme_id is not None:
-        await get_programme(repo, programme_id)  # 404 for an unknown programme
+        authorise(actor, await get_programme(repo, programme_id))  # 404 for an unknown programme
     candidates = await repo.payable_redemptions(agency_org_id, programme_id=programme_id,
                                                 settled_before=settled_before)
+    # Without a programme filter the batch may span programmes: the caller must govern each of them
+    # (else 403 naming the first it does not; name programme_id to pay only one's own).
+    for pid in sorted({r.programme_id for r in candidates} - {programme_id}):
+        authorise(actor, await get_programme(repo, pid))
     await repo.lock_vouchers(r.voucher_id for r in candidates)
     # Under the locks: only what is still settled and unpaid.
     settled = await repo.payable_redemptions(agency_org_id, programme_id=programme_id, settled_before=settled_before,

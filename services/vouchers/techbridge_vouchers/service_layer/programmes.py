@@ -8,7 +8,7 @@ from ..domain import model as m
 from ..domain.ledger import AccountKind, JournalEntry, check_ledger, programme_account, programme_accounts
 from ..events.published import ProgrammeEvent, event
 from ..store.repository import Repository
-from .common import Actor, money, not_found, now
+from .common import Actor, authorise, money, not_found, now
 
 
 @dataclass(frozen=True)
@@ -31,18 +31,41 @@ def _publish(uow: UnitOfWork, verb: str, view: ProgrammeView, *, amount: int | N
     uow.publish(event("programme", verb, p.id, ProgrammeEvent(
         programme_id=p.id, name=p.terms.name, amount=money(amount, p.currency) if amount is not None else None,
         budget=money(view.budget, p.currency), unissued=money(view.unissued, p.currency),
+        owner_org_id=p.owner_org_id, reviewer_org_ids=list(p.reviewer_org_ids),
         entry_id=entry.id if entry else None, entry_hash=digest, at=now())))
 
 
-async def open_programme(repo: Repository, uow: UnitOfWork, actor: Actor, terms: m.ProgrammeTerms, budget: int
+async def open_programme(repo: Repository, uow: UnitOfWork, actor: Actor, terms: m.ProgrammeTerms, budget: int, *,
+                         owner_org_id: str | None = None, reviewer_org_ids: tuple[str, ...] = ()
                          ) -> ProgrammeView:
-    p, entry = m.open_programme(m.new_id(), terms, budget, now=now(), actor=actor.sub)
+    """The caller's organisation owns the programme; an admin may open one for a named
+    government organisation (`owner_org_id`)."""
+    owner = _owner(actor, owner_org_id)
+    p, entry = m.open_programme(m.new_id(), terms, budget, now=now(), actor=actor.sub, owner_org_id=owner,
+                                reviewer_org_ids=reviewer_org_ids)
     await repo.add_programme(p)
     await repo.open_accounts(programme_accounts(p.id), p.currency)
     digest = await repo.post(entry)
     view = ProgrammeView(p, budget, budget)
     _publish(uow, "opened", view, amount=budget, entry=entry, digest=digest)
     return view
+
+
+def _owner(actor: Actor, named: str | None) -> str:
+    from ..domain.errors import Forbidden, invalid
+    if named is not None and named != actor.org:
+        if "admin" not in actor.roles:
+            raise Forbidden("a programme is owned by the organisation that opens it; only an admin opens one for "
+                            "another organisation (body.owner_org_id)", code="owner_not_caller")
+        if not named.strip():
+            raise invalid("body.owner_org_id", "an organisation id is not blank")
+        return named
+    if not actor.org:
+        if "admin" in actor.roles:
+            raise invalid("body.owner_org_id", "the caller acts for no organisation: name the government "
+                          "organisation that owns the programme")
+        actor.require_org()
+    return actor.org
 
 
 async def get(repo: Repository, programme_id: str, *, lock: bool = False) -> m.Programme:
@@ -76,6 +99,7 @@ async def view(repo: Repository, programme_id: str) -> ProgrammeView:
 async def top_up(repo: Repository, uow: UnitOfWork, actor: Actor, programme_id: str, amount: int, currency: str,
                  memo: str) -> ProgrammeView:
     p = await get(repo, programme_id, lock=True)
+    authorise(actor, p)
     if currency != p.currency:
         from ..domain.errors import invalid
         raise invalid("body.amount.currency", f"the programme counts in {p.currency}")
@@ -87,7 +111,9 @@ async def top_up(repo: Repository, uow: UnitOfWork, actor: Actor, programme_id: 
 
 
 async def close(repo: Repository, uow: UnitOfWork, actor: Actor, programme_id: str) -> ProgrammeView:
-    p = m.close_programme(await get(repo, programme_id, lock=True), now=now())
+    p = await get(repo, programme_id, lock=True)
+    authorise(actor, p)
+    p = m.close_programme(p, now=now())
     await repo.save_programme_state(p)
     v = await _view(repo, p)
     _publish(uow, "closed", v, amount=None, entry=None, digest=None)

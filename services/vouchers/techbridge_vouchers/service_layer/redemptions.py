@@ -16,7 +16,7 @@ from ..domain.errors import Forbidden, refused
 from ..domain.ledger import InsufficientBalance, JournalEntry
 from ..events.published import RedemptionEvent, event
 from ..store.repository import Repository
-from .common import SYSTEM, Actor, money, not_found, now, overdraft
+from .common import SYSTEM, Actor, authorise, money, not_found, now, overdraft
 from .programmes import get_for_redemption as get_programme
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,7 @@ async def _settle_locked(repo: Repository, uow: UnitOfWork, r: m.Redemption, v: 
 async def settle(repo: Repository, uow: UnitOfWork, actor: Actor, redemption_id: str) -> m.Redemption:
     r, v, p = await _locked(repo, redemption_id)
     if actor.is_official:
+        authorise(actor, p)
         by = f"reviewer:{actor.sub}"
     elif "enterprise" in actor.roles and actor.org == r.enterprise_org_id:
         by = f"enterprise:{actor.org}"
@@ -123,6 +124,8 @@ async def void(repo: Repository, uow: UnitOfWork, actor: Actor, redemption_id: s
     r, v, p = await _locked(repo, redemption_id)
     if not _visible(actor, r):
         raise not_found("redemption", redemption_id)
+    if actor.org not in (r.agency_org_id, r.enterprise_org_id):  # an official, not a party to it
+        authorise(actor, p)
     return await void_locked(repo, uow, r, v, p, reason=reason or "voided", actor=actor)
 
 
@@ -137,6 +140,7 @@ async def void_locked(repo: Repository, uow: UnitOfWork, r: m.Redemption, v: m.V
 
 async def pay(repo: Repository, uow: UnitOfWork, actor: Actor, redemption_id: str, reference: str) -> m.Redemption:
     r, v, p = await _locked(repo, redemption_id)
+    authorise(actor, p)
     r, entry = m.payout(r, p, reference=reference, now=now(), actor=actor.sub)
     await repo.save_redemption(r)
     digest = await _post(repo, entry)
@@ -147,6 +151,7 @@ async def pay(repo: Repository, uow: UnitOfWork, actor: Actor, redemption_id: st
 async def claw_back(repo: Repository, uow: UnitOfWork, actor: Actor, redemption_id: str, amount: int, currency: str,
                     reason: str) -> m.Redemption:
     r, v, p = await _locked(repo, redemption_id)
+    authorise(actor, p)
     if currency != r.currency:
         from ..domain.errors import invalid
         raise invalid("body.amount.currency", f"the redemption is in {r.currency}")

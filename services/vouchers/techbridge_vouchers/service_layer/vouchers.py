@@ -10,7 +10,7 @@ from ..domain.ledger import AccountKind, JournalEntry, voucher_account
 from ..events.published import VoucherEvent, event
 from ..store.repository import Repository
 from . import redemptions as redemption_cases
-from .common import SYSTEM, Actor, money, not_found, now
+from .common import SYSTEM, Actor, authorise, money, not_found, now
 from .programmes import get as get_programme
 
 
@@ -51,12 +51,21 @@ async def get(repo: Repository, actor: Actor, voucher_id: str, *, lock: bool = F
     return v
 
 
+async def governed(repo: Repository, actor: Actor, voucher_id: str) -> tuple[m.Voucher, m.Programme]:
+    """The voucher, locked, and its programme, once the caller is known to govern it (403 if not)."""
+    v = await get(repo, actor, voucher_id, lock=True)
+    p = await get_programme(repo, v.programme_id)
+    authorise(actor, p)
+    return v, p
+
+
 async def view(repo: Repository, actor: Actor, voucher_id: str) -> VoucherView:
     return await view_of(repo, await get(repo, actor, voucher_id))
 
 
 async def freeze(repo: Repository, uow: UnitOfWork, actor: Actor, voucher_id: str, reason: str) -> VoucherView:
-    v = m.freeze(await get(repo, actor, voucher_id, lock=True), reason=reason)
+    v, _ = await governed(repo, actor, voucher_id)
+    v = m.freeze(v, reason=reason)
     await repo.save_voucher(v)
     vv = await view_of(repo, v)
     publish(uow, "frozen", vv)
@@ -64,7 +73,8 @@ async def freeze(repo: Repository, uow: UnitOfWork, actor: Actor, voucher_id: st
 
 
 async def unfreeze(repo: Repository, uow: UnitOfWork, actor: Actor, voucher_id: str) -> VoucherView:
-    v = m.unfreeze(await get(repo, actor, voucher_id, lock=True), now=now())
+    v, _ = await governed(repo, actor, voucher_id)
+    v = m.unfreeze(v, now=now())
     await repo.save_voucher(v)
     vv = await view_of(repo, v)
     publish(uow, "unfrozen", vv)
@@ -92,7 +102,7 @@ async def _end(repo: Repository, uow: UnitOfWork, actor: Actor, v: m.Voucher, *,
 
 
 async def revoke(repo: Repository, uow: UnitOfWork, actor: Actor, voucher_id: str, reason: str) -> VoucherView:
-    v = await get(repo, actor, voucher_id, lock=True)
+    v, _ = await governed(repo, actor, voucher_id)
     return await _end(repo, uow, actor, v, revoke=True, reason=reason, at=now())
 
 

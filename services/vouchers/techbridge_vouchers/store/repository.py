@@ -83,7 +83,9 @@ def programme_from_row(r) -> m.Programme:
         validity_days=r.validity_days, unspent_policy=m.UnspentPolicy(r.unspent_policy),
         reminder_days=r.reminder_days, review_levels=r.review_levels,
     )
-    return m.Programme(r.id, terms, m.ProgrammeState(r.state), r.created_by, r.created_at, r.closed_at)
+    return m.Programme(r.id, terms, m.ProgrammeState(r.state), r.created_by, r.created_at, r.closed_at,
+                       owner_org_id=getattr(r, "owner_org_id", None),
+                       reviewer_org_ids=tuple(getattr(r, "reviewer_org_ids", None) or ()))
 
 
 def voucher_from_row(r) -> m.Voucher:
@@ -160,7 +162,8 @@ class Repository:
             applications_open_at=t.applications_open_at, applications_close_at=t.applications_close_at,
             validity_days=t.validity_days, unspent_policy=t.unspent_policy, reminder_days=t.reminder_days,
             review_levels=t.review_levels, created_by=p.created_by, created_at=p.created_at,
-            closed_at=p.closed_at, head_hash=GENESIS,
+            closed_at=p.closed_at, head_hash=GENESIS, owner_org_id=p.owner_org_id,
+            reviewer_org_ids=list(p.reviewer_org_ids),
         ))
 
     async def programme(self, programme_id: str, *, lock: bool = False) -> m.Programme | None:

@@ -58,7 +58,8 @@ idempotency_keys = add_idempotency_table(metadata)
 
 def define(md: MetaData) -> dict[str, Table]:
     """Table definitions as of the newest migration (0002 keeps its own frozen copy; 0003 adds
-    payout batches and `redemptions.payout_batch_id`)."""
+    payout batches and `redemptions.payout_batch_id`; 0004 the programme's owner and reviewer
+    organisations)."""
     t: dict[str, Table] = {}
     t["programmes"] = Table(
         "programmes", md,
@@ -82,6 +83,10 @@ def define(md: MetaData) -> dict[str, Table]:
         Column("created_at", UTCDateTime, nullable=False),
         Column("closed_at", UTCDateTime),
         Column("head_hash", String(64), nullable=False),
+        # 0004: who governs the programme (NULL: opened before owners were recorded).
+        Column("owner_org_id", String(64)),
+        Column("reviewer_org_ids", JSON),
+        Index("ix_programmes_owner", "owner_org_id"),
     )
     t["organisations"] = Table(
         "organisations", md,
