@@ -38,6 +38,12 @@ from techbridge_vouchers.domain.ledger import (
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CURRENCY = "CNY"
+#: Government organisations: each programme is owned by one; every official command is made by a
+#: drawn one, and only the owner's are let through (the others are refused and change nothing).
+OFFICIALS = ("gov-1", "gov-2")
+#: Entries only an official of the programme's owner makes (the journal's created_by is the org here).
+OWNER_ENTRIES = {EntryKind.OPEN, EntryKind.TOP_UP, EntryKind.ISSUE, EntryKind.PAYOUT, EntryKind.CLAWBACK,
+                 EntryKind.REVOKE}
 
 
 def terms(policy: m.UnspentPolicy = m.UnspentPolicy.LAPSE) -> m.ProgrammeTerms:
@@ -93,15 +99,23 @@ class VoucherBook(RuleBasedStateMachine):
         except (Problem, InsufficientBalance):
             assert (len(self.ledger.entries), dict(self.ledger.balances)) == before
 
+    @staticmethod
+    def official(data, p: m.Programme) -> str:
+        """A drawn government organisation acting on `p`, once the domain has let it (else Forbidden)."""
+        org = data.draw(st.sampled_from(OFFICIALS))
+        m.authorise_governing(p, org=org, admin=False, action=m.Governing.MANAGE)
+        return org
+
     def pick(self, d: dict, data, pred=lambda x: True):
         items = sorted(k for k, v in d.items() if pred(v))
         return data.draw(st.sampled_from(items)) if items else None
 
     # --- rules
-    @rule(budget=st.integers(1, 5000), lapse=st.booleans())
-    def open(self, budget, lapse):
+    @rule(budget=st.integers(1, 5000), lapse=st.booleans(), owner=st.sampled_from(OFFICIALS))
+    def open(self, budget, lapse, owner):
         policy = m.UnspentPolicy.LAPSE if lapse else m.UnspentPolicy.RETURN_TO_BUDGET
-        p, entry = m.open_programme(self.next_id("p"), terms(policy), budget, now=self.now, actor="gov")
+        p, entry = m.open_programme(self.next_id("p"), terms(policy), budget, now=self.now, actor=owner,
+                                    owner_org_id=owner)
         self.apply(entry)
         self.programmes[p.id] = p
 
@@ -109,7 +123,8 @@ class VoucherBook(RuleBasedStateMachine):
     @rule(data=st.data(), amount=st.integers(1, 3000))
     def top_up(self, data, amount):
         pid = self.pick(self.programmes, data)
-        self.attempt(lambda: self.apply(m.top_up(self.programmes[pid], amount, now=self.now, actor="gov")))
+        p = self.programmes[pid]
+        self.attempt(lambda: self.apply(m.top_up(p, amount, now=self.now, actor=self.official(data, p))))
 
     @precondition(lambda self: self.programmes)
     @rule(data=st.data(), face=st.sampled_from([100, 250, 1000]))
@@ -119,8 +134,10 @@ class VoucherBook(RuleBasedStateMachine):
         app = m.Application(self.next_id("a"), pid, "ent-1", face, CURRENCY, "", m.ApplicationState.APPROVED, [], "e", self.now)
 
         def go():
+            reviewer = data.draw(st.sampled_from(OFFICIALS))
+            m.authorise_governing(p, org=reviewer, admin=False, action=m.Governing.REVIEW, review_level=1)
             unissued = self.ledger.balance(programme_account(pid, AccountKind.UNISSUED))
-            v, entry = m.issue_voucher(p, app, unissued=unissued, issued_this_year=0, now=self.now, actor="gov",
+            v, entry = m.issue_voucher(p, app, unissued=unissued, issued_this_year=0, now=self.now, actor=reviewer,
                                           voucher_id=self.next_id("v"))
             self.apply(entry)
             self.vouchers[v.id] = v
@@ -174,7 +191,8 @@ class VoucherBook(RuleBasedStateMachine):
     @rule(data=st.data())
     def pay(self, data):
         self._on_redemption(data, set(m.RedemptionState),
-                            lambda r, v, p: m.payout(r, p, reference="bank", now=self.now, actor="gov"))
+                            lambda r, v, p: m.payout(r, p, reference="bank", now=self.now,
+                                                     actor=self.official(data, p)))
 
     @precondition(lambda self: self.redemptions)
     @rule(data=st.data(), one_programme=st.booleans())
@@ -185,8 +203,12 @@ class VoucherBook(RuleBasedStateMachine):
                    if r.state is m.RedemptionState.SETTLED and (pid is None or r.programme_id == pid)]
 
         def go():
+            # One organisation pays; it must govern every programme in the batch.
+            org = data.draw(st.sampled_from(OFFICIALS))
+            for q in sorted({r.programme_id for r in settled} | ({pid} if pid else set())):
+                m.authorise_governing(self.programmes[q], org=org, admin=False, action=m.Governing.MANAGE)
             batch, paid = m.payout_batch("agency-1", settled, self.programmes, reference="batch", programme_id=pid,
-                                         settled_before=None, note="", now=self.now, actor="gov",
+                                         settled_before=None, note="", now=self.now, actor=org,
                                          batch_id=self.next_id("b"))
             assert batch.count == len(settled) == len(paid)
             for total in batch.totals:
@@ -203,9 +225,9 @@ class VoucherBook(RuleBasedStateMachine):
     def claw_back(self, data, amount):
         self._on_redemption(data, set(m.RedemptionState), lambda r, v, p: m.clawback(
             r, p, amount=amount, reason="wrongly settled", settle_entry_id=self.settle_entries.get(r.id),
-            now=self.now, actor="gov"))
+            now=self.now, actor=self.official(data, p)))
 
-    def _end(self, vid: str, revoke: bool) -> None:
+    def _end(self, vid: str, revoke: bool, actor: str = "system") -> None:
         v = self.vouchers[vid]
         p = self.programmes[v.programme_id]
         if revoke or v.is_past_validity(self.now):
@@ -217,7 +239,7 @@ class VoucherBook(RuleBasedStateMachine):
                     self.apply(entry)
                     self.redemptions[rid] = new_r
         available = self.ledger.balance(voucher_account(p.id, vid, AccountKind.AVAILABLE))
-        new_v, entry = m.end_voucher(v, p, available=available, revoke=revoke, reason="r", now=self.now, actor="gov")
+        new_v, entry = m.end_voucher(v, p, available=available, revoke=revoke, reason="r", now=self.now, actor=actor)
         self.apply(entry)
         self.vouchers[vid] = new_v
 
@@ -232,7 +254,8 @@ class VoucherBook(RuleBasedStateMachine):
     @rule(data=st.data())
     def revoke(self, data):
         vid = self.pick(self.vouchers, data)
-        self.attempt(lambda: self._end(vid, revoke=True))
+        p = self.programmes[self.vouchers[vid].programme_id]
+        self.attempt(lambda: self._end(vid, revoke=True, actor=self.official(data, p)))
 
     @precondition(lambda self: self.vouchers)
     @rule(data=st.data(), freeze=st.booleans())
@@ -241,6 +264,7 @@ class VoucherBook(RuleBasedStateMachine):
         v = self.vouchers[vid]
 
         def go():
+            self.official(data, self.programmes[v.programme_id])
             self.vouchers[vid] = m.freeze(v, reason="audit") if freeze else m.unfreeze(v, now=self.now)
         self.attempt(go)
 
@@ -250,6 +274,7 @@ class VoucherBook(RuleBasedStateMachine):
         self.ledger_check_passes()
         self.ledger_agrees_with_redemptions()
         self.replay_rebuilds_identical_balances()
+        self.only_owners_govern()
 
     def ledger_check_passes(self):
         entries, accounts = stored(self.ledger)
@@ -276,6 +301,11 @@ class VoucherBook(RuleBasedStateMachine):
         for pid in self.programmes:
             assert self.ledger.balance(agency_account(pid, "agency-1", AccountKind.PAYABLE)) == payable[pid]
             assert self.ledger.balance(agency_account(pid, "agency-1", AccountKind.PAID)) == paid[pid]
+
+    def only_owners_govern(self):
+        for e in self.ledger.entries:
+            if e.kind in OWNER_ENTRIES:
+                assert e.created_by == self.programmes[e.programme_id].owner_org_id, (e.kind, e.created_by)
 
     def replay_rebuilds_identical_balances(self):
         replayed = Ledger()
