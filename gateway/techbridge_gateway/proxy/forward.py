@@ -20,9 +20,9 @@ from yarl import URL
 from techbridge_shared.errors import FieldError, Problem, Unauthorized, ValidationFailed, problem_response
 from techbridge_shared.identity import IDENTITY_HEADER, SIGNATURE_HEADER, identity_headers
 from techbridge_shared.logs import request_id_var
+from techbridge_shared.tracing import outgoing_traceparent
 
 from ..domain.ratelimit import retry_after_header
-from ..domain.tracing import child_traceparent
 from ..service.auth import BEARER_CHALLENGE, authenticate
 from ..service.context import GatewayContext
 
@@ -183,7 +183,7 @@ class Forwarder:
             ("x-forwarded-proto", scope.get("scheme", "http")),
             ("x-forwarded-host", req_headers.get("host", "")),
             ("x-request-id", request_id_var.get() or ""),
-            ("traceparent", child_traceparent(req_headers.get("traceparent"))),
+            ("traceparent", outgoing_traceparent()),
         ]
         headers += identity_headers(identity, ctx.settings.internal_auth_secret, method, path).items()
 
