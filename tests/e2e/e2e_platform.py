@@ -70,12 +70,11 @@ class Platform:
 
 
 def platform_topics() -> list[str]:
-    """Every topic the platform documents (the gateway's AsyncAPI) and vouchers' application topic."""
+    """Every topic the platform documents (the gateway's AsyncAPI)."""
     import yaml
 
     doc = yaml.safe_load((ROOT / "gateway/techbridge_gateway/asyncapi.yaml").read_text())
-    topics = {ch["address"] for ch in doc["channels"].values()}
-    return sorted(topics | {"techbridge.vouchers.application.v1"})
+    return sorted(ch["address"] for ch in doc["channels"].values())
 
 
 def create_topics(kafka: str, topics: list[str], timeout: float = 60) -> None:

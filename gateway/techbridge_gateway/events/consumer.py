@@ -32,6 +32,7 @@ KNOWN_TOPICS = [
     "techbridge.vouchers.redemption.v1",
     "techbridge.vouchers.agency.v1",
     "techbridge.vouchers.application.v1",
+    "techbridge.vouchers.payout-batch.v1",
 ]
 assert all(re.match(ALL_TOPICS_PATTERN, t) for t in KNOWN_TOPICS)
 
