@@ -29,10 +29,29 @@ SECURITY = [{"oauth2": []}, {"bearer": []}, {"apiKey": []}]
 
 GATEWAY_RESPONSES = {
     "401": "Missing, expired or invalid credentials",
+    "414": "The request target (path and query) is longer than the gateway accepts",
     "429": "Rate limit exceeded; see the Retry-After header",
     "503": "The service behind this path is unavailable",
     "504": "The service behind this path did not answer in time",
 }
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": {"$ref": REF_PREFIX + "ProblemDetails"}}}}
+
+
+def _validation_as_problem(op: dict[str, Any], responses: dict[str, Any]) -> None:
+    """Every 422 is served as problem+json, whatever the framework's default document says; and
+    an operation taking `limit` may get the gateway's own 422 for a page larger than it allows."""
+    current = responses.get("422")
+    if current is None:
+        if any(p.get("name") == "limit" and p.get("in") == "query" for p in op.get("parameters", []) or []):
+            responses["422"] = _problem("Validation failed (for example a page larger than allowed)")
+        return
+    content = current.get("content") or {}
+    if "application/problem+json" not in content:
+        responses["422"] = _problem(current.get("description") or "Validation failed")
 
 
 def _rewrite_refs(node: Any, rename: Mapping[str, str]) -> Any:
@@ -94,18 +113,17 @@ def merge(
                 op.setdefault("tags", [service])
                 for t in op["tags"]:
                     tags.setdefault(t, {"name": t})
+                responses = op.setdefault("responses", {})
+                _validation_as_problem(op, responses)
                 if service == "gateway" and path.startswith("/auth/"):
                     op["security"] = []
+                    responses.setdefault("414", _problem(GATEWAY_RESPONSES["414"]))
                     continue
                 op.setdefault("security", SECURITY)
-                responses = op.setdefault("responses", {})
                 for status, description in GATEWAY_RESPONSES.items():
                     if service == "gateway" and status in ("503", "504"):
                         continue
-                    responses.setdefault(status, {
-                        "description": description,
-                        "content": {"application/problem+json": {"schema": {"$ref": REF_PREFIX + "ProblemDetails"}}},
-                    })
+                    responses.setdefault(status, _problem(description))
             paths[path] = item
     if "ProblemDetails" not in schemas:
         schemas["ProblemDetails"] = {"type": "object", "title": "ProblemDetails"}
