@@ -85,12 +85,6 @@ def test_hostile_bodies_get_problem_json_never_a_500(fault_platform, enrol):
     send("unknown parameter", "GET", base + "?drop=1", (422,))
     assert len(results) == 14
     no_leak(streamed)
-    if streamed.status_code == 400 and "error parsing the body" in streamed.text:
-        # Known defect, reported (README "Findings"): the gateway forwards the cut-short stream and
-        # passes on the service's 400 when the service answers before the upload fails. Any other
-        # answer but 413 fails the test.
-        pytest.xfail("oversized streamed body: the gateway passed on the catalog's 400 for the cut-short "
-                     "stream instead of answering 413")
     assert streamed.status_code == 413 and is_problem(streamed), f"{streamed.status_code} {streamed.text[:300]}"
 
 
