@@ -8,7 +8,21 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from techbridge_shared.identity import Identity
+
 pytestmark = pytest.mark.postgres
+
+# Sweeping as of a future time (a test clock) is an administrator's call.
+ADMIN = Identity(sub="admin-1", org=None, roles=frozenset({"admin"}), client_id="ops")
+
+
+async def test_only_an_administrator_sweeps_as_of_a_future_time(api):
+    future = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    r = await api.call("POST", "/maintenance/expiry-sweep", api.gov, json={"as_of": future}, key=None)
+    assert r.status_code == 403 and r.json()["code"] == "future_sweep_admin_only"
+    assert (await api.ok("POST", "/maintenance/expiry-sweep", api.gov, json={}, key=None)).keys() == {"expired", "reminded"}
+    assert (await api.ok("POST", "/maintenance/expiry-sweep", ADMIN, json={"as_of": future}, key=None)).keys() == \
+        {"expired", "reminded"}
 
 
 async def test_programme_to_payout_and_clawback(api):
@@ -116,7 +130,7 @@ async def test_programme_to_payout_and_clawback(api):
     # An open reservation is released when the voucher expires; value returns to the budget.
     await api.ok("POST", "/redemptions", agency, json=api.redemption_body(v, 1_000, 10_000), status=201)
     far = (datetime.now(UTC) + timedelta(days=200)).isoformat()
-    sweep = await api.ok("POST", "/maintenance/expiry-sweep", api.gov, json={"as_of": far}, key=None)
+    sweep = await api.ok("POST", "/maintenance/expiry-sweep", ADMIN, json={"as_of": far}, key=None)
     assert sweep == {"expired": 1, "reminded": 0}
     v_now = await api.ok("GET", f"/vouchers/{vid}", api.gov, key=None)
     assert v_now["state"] == "expired" and v_now["available"]["amount"] == 0 and v_now["reserved"]["amount"] == 0
@@ -188,15 +202,15 @@ async def test_reminder_then_lapse_and_revocation(api):
     v1 = await api.issued_voucher(pid, "ent-r", 10_000)
     v2 = await api.issued_voucher(pid, "ent-r", 10_000)
     soon = (datetime.now(UTC) + timedelta(days=55)).isoformat()
-    assert await api.ok("POST", "/maintenance/expiry-sweep", api.gov, json={"as_of": soon}, key=None) == \
+    assert await api.ok("POST", "/maintenance/expiry-sweep", ADMIN, json={"as_of": soon}, key=None) == \
         {"expired": 0, "reminded": 2}
     # Reminders go out once.
-    assert await api.ok("POST", "/maintenance/expiry-sweep", api.gov, json={"as_of": soon}, key=None) == \
+    assert await api.ok("POST", "/maintenance/expiry-sweep", ADMIN, json={"as_of": soon}, key=None) == \
         {"expired": 0, "reminded": 0}
     revoked = await api.ok("POST", f"/vouchers/{v2['id']}/revoke", api.gov, json={"reason": "false declaration"})
     assert revoked["state"] == "revoked" and revoked["available"]["amount"] == 0
     later = (datetime.now(UTC) + timedelta(days=61)).isoformat()
-    assert await api.ok("POST", "/maintenance/expiry-sweep", api.gov, json={"as_of": later}, key=None) == \
+    assert await api.ok("POST", "/maintenance/expiry-sweep", ADMIN, json={"as_of": later}, key=None) == \
         {"expired": 1, "reminded": 0}
     dash = await api.ok("GET", f"/programmes/{pid}/dashboard", api.gov, key=None)
     assert dash["expired"]["amount"] == 10_000 and dash["revoked"]["amount"] == 10_000

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, Field
 
+from techbridge_shared.errors import Forbidden
 from techbridge_shared.identity import Identity, require_roles
 from techbridge_shared.service import ServiceRuntime, runtime_of
 
@@ -13,6 +16,8 @@ from .common import PREFIX, READ_ERRORS, Schema
 
 router = APIRouter(prefix=PREFIX, tags=["ledger"])
 officials = require_roles("government")
+# Clock skew tolerated before an `as_of` counts as the future.
+SWEEP_CLOCK_TOLERANCE = timedelta(minutes=1)
 
 
 class ProgrammeTotals(Schema):
@@ -38,7 +43,8 @@ class CheckOut(Schema):
 
 
 class SweepIn(Schema):
-    as_of: AwareDatetime | None = Field(default=None, description="Defaults to now")
+    as_of: AwareDatetime | None = Field(
+        default=None, description="Defaults to now; a time in the future (a test clock) is for administrators only")
 
 
 class SweepOut(Schema):
@@ -62,5 +68,9 @@ async def check(programme_id: str | None = None, identity: Identity = Depends(of
              summary="Expire vouchers past validity and send due reminders now (also runs periodically)")
 async def sweep(body: SweepIn | None = None, identity: Identity = Depends(officials),
                 runtime: ServiceRuntime = Depends(runtime_of)) -> SweepOut:
+    if body and body.as_of and body.as_of > datetime.now(UTC) + SWEEP_CLOCK_TOLERANCE and not identity.has_any("admin"):
+        # Sweeping as of a future time expires every programme's vouchers early: no official's call.
+        raise Forbidden("only an administrator may sweep as of a future time; officials sweep as of now",
+                        code="future_sweep_admin_only")
     result = await expiry.sweep(runtime, as_of=body.as_of if body else None)
     return SweepOut(**result)
