@@ -124,6 +124,26 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return False
 
 
+# serialization_failure, deadlock_detected: PostgreSQL aborted one of two concurrent transactions.
+CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def is_concurrent_conflict(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) is PostgreSQL aborting this transaction because of a
+    concurrent one (serialisation failure, deadlock): nothing was applied and the same request
+    may simply be tried again."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if (getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)) in CONFLICT_SQLSTATES:
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) and id(orig) not in seen else (
+            current.__cause__ or current.__context__)
+    return False
+
+
 def problem_response(
     request: Request,
     status: int,
@@ -199,6 +219,14 @@ def install_problem_handlers(app: FastAPI) -> None:
                 request, 503, code="database_unavailable", title="Service Unavailable",
                 detail="The service cannot reach its database at the moment; retry later.",
                 headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+            )
+        if is_concurrent_conflict(exc):
+            # The database rolled this transaction back in favour of a concurrent one.
+            log.warning("concurrent transaction conflict: %s", f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return problem_response(
+                request, 503, code="concurrent_update", title="Service Unavailable",
+                detail="A concurrent change got in the way and nothing was applied; retry the request.",
+                headers={"Retry-After": "1"},
             )
         log.exception("unhandled error")
         return problem_response(

@@ -34,6 +34,16 @@ def make_app() -> FastAPI:
     async def one_offer(offer_id: str):
         return {"id": offer_id}
 
+    @app.get("/deadlock")
+    async def deadlock():
+        import asyncpg
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        except asyncpg.PostgresError as exc:
+            raise DBAPIError("UPDATE deliveries ...", {}, exc) from exc
+
     @app.get("/boom")
     async def boom():
         raise RuntimeError("secret internals")
@@ -88,6 +98,12 @@ async def test_control_characters_in_the_path_or_nul_in_the_query_are_refused(cl
 async def test_ordinary_percent_encoded_paths_still_reach_their_route(client):
     r = await client.get("/offers/%E9%94%82%20x")
     assert r.status_code == 200 and r.json() == {"id": "锂 x"}
+
+
+async def test_a_transaction_lost_to_a_concurrent_one_is_a_retryable_503(client):
+    r = await client.get("/deadlock")
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert r.json()["code"] == "concurrent_update" and "UPDATE" not in r.text
 
 
 async def test_request_id_is_passed_on_or_created(client):
