@@ -8,7 +8,7 @@ import socket
 import uuid
 from datetime import datetime
 
-from techbridge_shared.errors import FieldError, Forbidden, NotFound, ValidationFailed
+from techbridge_shared.errors import FieldError, Forbidden, NotFound, ValidationFailed, is_concurrent_conflict
 from techbridge_shared.identity import Identity
 
 from ..domain import events as ev
@@ -87,11 +87,23 @@ async def list_for(ctx: GatewayContext, identity: Identity, after: str | None, l
             uow.session, owner_sub=None if identity.is_admin else identity.sub, after=after, limit=limit)
 
 
+# Deleting parks pending deliveries the webhook sender may be updating at the same moment; one
+# of the two transactions can then be chosen as a deadlock victim and simply runs again.
+DELETE_ATTEMPTS = 3
+
+
 async def delete(ctx: GatewayContext, identity: Identity, subscription_id: str) -> None:
-    async with ctx.uow() as uow:
-        _owned(identity, await repo.get_subscription(uow.session, subscription_id), subscription_id)
-        await repo.deactivate_subscription(uow.session, subscription_id)
-        await uow.commit()
+    for attempt in range(1, DELETE_ATTEMPTS + 1):
+        try:
+            async with ctx.uow() as uow:
+                _owned(identity, await repo.get_subscription(uow.session, subscription_id), subscription_id)
+                await repo.deactivate_subscription(uow.session, subscription_id)
+                await uow.commit()
+            return
+        except Exception as exc:
+            if attempt == DELETE_ATTEMPTS or not is_concurrent_conflict(exc):
+                raise
+            await asyncio.sleep(0.05 * attempt)
 
 
 async def deliveries(ctx: GatewayContext, identity: Identity, subscription_id: str, *, status: str | None,
