@@ -107,16 +107,29 @@ class _Upload:
         self.request = request
         self.limit = limit
         self.too_large = False
+        self._ended = asyncio.Event()
 
     async def chunks(self):
         seen = 0
-        async for chunk in self.request.stream():
-            seen += len(chunk)
-            if seen > self.limit:
-                self.too_large = True
-                raise BodyTooLarge()
-            if chunk:
-                yield chunk
+        try:
+            async for chunk in self.request.stream():
+                seen += len(chunk)
+                if seen > self.limit:
+                    self.too_large = True
+                    raise BodyTooLarge()
+                if chunk:
+                    yield chunk
+        finally:
+            self._ended.set()
+
+    async def ended(self, timeout: float) -> None:
+        """Wait until the body has been sent or cut off. The client session hands back the
+        service's answer as soon as it starts, while the body may still be on its way; an
+        answer to a body cut at the limit is not the caller's answer."""
+        try:
+            await asyncio.wait_for(self._ended.wait(), timeout)
+        except TimeoutError:
+            pass
 
 
 class Forwarder:
@@ -207,6 +220,8 @@ class Forwarder:
             raise
         except Exception as exc:
             raise self._failure(service, exc, upload) from None
+        if upload is not None:
+            await upload.ended(ctx.settings.upstream_timeout_s)
         self._check_upload(upstream, upload)
 
         raw = upstream.raw_headers
