@@ -45,6 +45,12 @@ ACROSS = {
     # programme's owner changes it or anything in it.
     "/api/v1/vouchers/": {"government": {"GET"}},
 }
+# Answers that change nothing and disclose only what that role may read anyway.
+HARMLESS = {
+    # A bulk payout for an agency with nothing settled: government reads every programme's
+    # redemptions, and a batch with something to pay is refused unless the caller governs it.
+    ("POST", "/api/v1/vouchers/agencies/{agency_org_id}/payouts", "government"): 409,
+}
 
 
 def resolve(doc: dict, schema: dict) -> dict:
@@ -213,6 +219,8 @@ def test_callers_of_other_organisations_are_refused_on_every_object_route(fault_
             r = others[who].request(method, target, key=str(uuid.uuid4()) if method != "GET" else None, **kw)
             results.append((method, path, who, r.status_code))
             if (method, path) in PUBLIC and r.status_code in (200, 201, 409, 422):
+                continue
+            if HARMLESS.get((method, path, who)) == r.status_code:
                 continue
             if r.status_code not in (401, 403, 404):
                 leaks.append(f"{method} {path} as another {who}: {r.status_code} {r.text[:160]}")
