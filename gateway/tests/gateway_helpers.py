@@ -3,43 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from techbridge_shared.identity import ROLES, Identity, require_identity, verify_identity
+from techbridge_shared.testing.asgi import serve
+from techbridge_shared.testing.kafka_broker import free_port
 from techbridge_gateway.config import Settings
 
 INTERNAL_SECRET = "test-internal-secret-shared-by-gateway-and-services"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.asynccontextmanager
-async def serve(app, port: int | None = None, lifespan: str = "off"):
-    """Serve an ASGI app on 127.0.0.1 in this event loop; yields its base URL."""
-    port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan=lifespan, log_config=None,
-                                           access_log=False, timeout_graceful_shutdown=1))
-    server.config.setup_event_loop = lambda: None
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server did not start")
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
 
 
 class _Runtime:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import sys
 import time
 import uuid
@@ -21,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import APIRouter, Depends
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -31,6 +29,8 @@ from techbridge_shared import tracing
 from techbridge_shared.consumer import Subscription
 from techbridge_shared.envelope import CloudEvent, event_type, new_event, topic_name
 from techbridge_shared.service import ServiceRuntime, ServiceSpec, create_app, runtime_of
+from techbridge_shared.testing.asgi import serve
+from techbridge_shared.testing.kafka_broker import free_port
 from techbridge_shared.uow import UnitOfWork
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,32 +46,6 @@ RECORDED = event_type(SERVICE, "note", "recorded")
 TOPIC = topic_name(SERVICE, "note")
 INTERNAL_SECRET = "test-internal-secret-shared-by-gateway-and-services"
 CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.asynccontextmanager
-async def serve(app):
-    """Serve an ASGI app (its lifespan included) on 127.0.0.1 in this event loop."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None,
-                                           access_log=False, timeout_graceful_shutdown=1))
-    server.config.setup_event_loop = lambda: None
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server did not start")
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
 
 
 router = APIRouter(prefix="/api/v1/catalog")
@@ -124,7 +98,7 @@ async def test_one_request_is_one_trace_from_the_gateway_to_the_consumer(tmp_pat
         subscriptions=[Subscription(group=f"{SERVICE}.tally", handlers={RECORDED: on_recorded})],
     ))
     async with contextlib.AsyncExitStack() as stack:
-        publisher_url = await stack.enter_async_context(serve(publisher))
+        publisher_url = await stack.enter_async_context(serve(publisher, lifespan="on"))
         await stack.enter_async_context(consumer.router.lifespan_context(consumer))
         nowhere = f"http://127.0.0.1:{free_port()}"
         gateway = create_gateway(GatewaySettings(
