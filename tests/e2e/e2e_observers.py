@@ -134,39 +134,10 @@ class SseReader:
         self.thread.join(10)
 
 
-def read_platform_records(bootstrap: str, timeout_s: float = 60) -> list:
+def read_platform_records(bootstrap: str, timeout_s: float = 60) -> tuple[list[str], list]:
     """Every record on every platform topic (not dead-letter topics), from the beginning."""
     import asyncio
 
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from techbridge_shared.testing.events import read_topics
 
-    async def run():
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                    auto_offset_reset="earliest")
-        await consumer.start()
-        try:
-            cluster = await consumer._client.fetch_all_metadata()
-            topics = sorted(t for t in cluster.topics() if PLATFORM_TOPIC.match(t))
-            partitions = [TopicPartition(t, p) for t in topics for p in cluster.partitions_for_topic(t) or ()]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            records = []
-            deadline = time.monotonic() + timeout_s
-            async def behind() -> bool:
-                for tp in partitions:
-                    if await consumer.position(tp) < ends[tp]:
-                        return True
-                return False
-
-            while await behind():
-                if time.monotonic() > deadline:
-                    raise AssertionError("could not read every platform record in time")
-                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
-                for recs in batch.values():
-                    records.extend(recs)
-            return topics, records
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())
+    return asyncio.run(read_topics(bootstrap, PLATFORM_TOPIC, timeout_s))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from techbridge_shared.consumer import DLQ_HEADER_PREFIX
+from techbridge_shared.testing.events import read_topics
 
 DLQ_TOPIC = re.compile(r"^techbridge\.[a-z0-9.-]+\.v[0-9]+\.dlq$")
 # What a consumer records when its database, not the record, was the problem.
@@ -22,39 +22,13 @@ def _run(coro):
 
 def read_dlq(bootstrap: str, timeout_s: float = 60) -> list[dict]:
     """Every record on every dead-letter topic, from the beginning, with its origin headers."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    async def run():
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                    auto_offset_reset="earliest")
-        await consumer.start()
-        try:
-            cluster = await consumer._client.fetch_all_metadata()
-            topics = sorted(t for t in cluster.topics() if DLQ_TOPIC.match(t))
-            partitions = [TopicPartition(t, p) for t in topics for p in cluster.partitions_for_topic(t) or ()]
-            if not partitions:
-                return []
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            records = []
-            deadline = time.monotonic() + timeout_s
-            while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
-                if time.monotonic() > deadline:
-                    raise AssertionError("could not read the dead-letter topics in time")
-                for recs in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
-                    records.extend(recs)
-            out = []
-            for r in records:
-                headers = {k: v.decode(errors="replace") for k, v in r.headers or ()}
-                out.append({"topic": r.topic, "value": r.value, "key": r.key, "headers": headers,
-                            **{k[len(DLQ_HEADER_PREFIX):]: v for k, v in headers.items()
-                               if k.startswith(DLQ_HEADER_PREFIX)}})
-            return out
-        finally:
-            await consumer.stop()
-
-    return _run(run())
+    _topics, records = _run(read_topics(bootstrap, DLQ_TOPIC, timeout_s))
+    out = []
+    for r in records:
+        headers = {k: v.decode(errors="replace") for k, v in r.headers or ()}
+        out.append({"topic": r.topic, "value": r.value, "key": r.key, "headers": headers,
+                    **{k[len(DLQ_HEADER_PREFIX):]: v for k, v in headers.items() if k.startswith(DLQ_HEADER_PREFIX)}})
+    return out
 
 
 def lost_to_database_outage(bootstrap: str, since_iso: str) -> list[dict]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
 async def read_events(bootstrap: str, topic: str, subjects: set[str], want: int, timeout: float = 30) -> list[dict]:
@@ -31,3 +32,30 @@ async def read_events(bootstrap: str, topic: str, subjects: set[str], want: int,
     finally:
         await consumer.stop()
     return found
+
+
+async def read_topics(bootstrap: str, pattern: re.Pattern[str], timeout_s: float = 60) -> tuple[list[str], list]:
+    """Every record on every topic whose name matches `pattern`, from the beginning up to the
+    end offsets seen at the start: (the topics, their records)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        topics = sorted(t for t in cluster.topics() if pattern.match(t))
+        partitions = [TopicPartition(t, p) for t in topics for p in cluster.partitions_for_topic(t) or ()]
+        if not partitions:
+            return topics, []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        while any([await consumer.position(tp) < ends[tp] for tp in partitions]):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read every record of {topics} in {timeout_s:g}s")
+            for recs in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                records.extend(recs)
+        return topics, records
+    finally:
+        await consumer.stop()
