@@ -22,7 +22,7 @@ from sqlalchemy import insert, text
 from sqlalchemy.exc import DBAPIError
 
 from techbridge_shared.envelope import utcnow
-from techbridge_shared.errors import Conflict, Problem
+from techbridge_shared.errors import Conflict, Problem, is_concurrent_conflict
 from techbridge_shared.idempotency import IdempotencyStore, StoredResponse
 from techbridge_shared.service import ServiceRuntime
 from techbridge_shared.uow import UnitOfWork
@@ -33,7 +33,6 @@ from .tables import idempotency_keys
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
 MAX_ATTEMPTS = 12
 
 #: Retries taken, by reason (observability and the benchmark).
@@ -68,14 +67,11 @@ def _sqlstate(exc: BaseException) -> str | None:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, asyncpg.PostgresError):  # the hot path talks to asyncpg directly
-        return getattr(exc, "sqlstate", None) in RETRYABLE_SQLSTATES
-    if isinstance(exc, DBAPIError):
-        if _sqlstate(exc) in RETRYABLE_SQLSTATES:
-            return True
-        # SQLite: "database is locked" after the busy timeout.
-        return "database is locked" in str(exc)
-    return False
+    """PostgreSQL chose this transaction as the loser of a conflict (the hot path's asyncpg
+    errors included), or SQLite stayed locked past the busy timeout."""
+    if is_concurrent_conflict(exc):
+        return True
+    return isinstance(exc, DBAPIError) and "database is locked" in str(exc)
 
 
 async def _lock_key(uow: UnitOfWork, idem: IdempotencyRequest) -> None:
