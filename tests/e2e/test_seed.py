@@ -25,8 +25,10 @@ def test_seed_loads_a_demo_world_once(platform, admin, tmp_path):
     first = run_seed(platform, tmp_path, "--achievements", "48")
     assert "48 achievements" in first and "completed deals" in first, first
 
-    listed = admin.ok("GET", "/api/v1/catalog/achievements",
-                      params={"q": "technology readiness", "limit": 100, "status": ["published", "transferred"]})
+    # Every publicly visible state: a seeded deal's achievement is under negotiation until the
+    # catalog has consumed the deal's completion and marked it transferred.
+    listed = admin.ok("GET", "/api/v1/catalog/achievements", params={
+        "q": "technology readiness", "limit": 100, "status": ["published", "under_negotiation", "transferred"]})
     assert listed["total"] >= 48
     langs = [(a["title_zh"], a["title_en"]) for a in listed["items"]]
     assert all(zh and en and zh != en for zh, en in langs)
@@ -43,6 +45,7 @@ def test_seed_loads_a_demo_world_once(platform, admin, tmp_path):
     again = run_seed(platform, tmp_path, "--achievements", "48")
     assert "nothing new" in again, again
     assert admin.ok("GET", "/api/v1/catalog/achievements", params={
-        "q": "technology readiness", "limit": 100, "status": ["published", "transferred"]})["total"] == listed["total"]
+        "q": "technology readiness", "limit": 100,
+        "status": ["published", "under_negotiation", "transferred"]})["total"] == listed["total"]
     skipped = run_seed(platform, tmp_path, "--if-empty")
     assert "already has data" in skipped
