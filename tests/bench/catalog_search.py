@@ -60,6 +60,7 @@ from sqlalchemy import event, text
 
 from techbridge_catalog.config import Settings
 from techbridge_catalog.main import create_app
+from techbridge_catalog.store import search
 from techbridge_shared.identity import Identity, identity_headers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,10 +146,12 @@ def pct(values, p):
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-async def new_pg_database(server: str) -> str:
-    name = f"tb_bench_catalog_{uuid.uuid4().hex[:8]}"
+async def new_pg_database(server: str, name: str | None = None) -> str:
+    """A new database (or `name`, created unless it exists)."""
+    name = name or f"tb_bench_catalog_{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(server.replace("postgresql+asyncpg://", "postgresql://") + "/postgres")
-    await conn.execute(f'CREATE DATABASE "{name}"')
+    if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+        await conn.execute(f'CREATE DATABASE "{name}"')
     await conn.close()
     return name
 
@@ -220,7 +223,7 @@ def profiled(enabled: bool, label: str, sql: SqlTimer, per: int):
 # --- one store -------------------------------------------------------------------------------
 
 async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: int, tmp: Path,
-                      facet_cache_s: float, profile: bool) -> list[dict]:
+                      facet_cache_s: float, profile: bool, reuse: bool = False) -> list[dict]:
     settings = Settings(database_url=url, kafka_bootstrap_servers="127.0.0.1:1", data_dir=str(tmp),
                         environment="test", outbox_relay_enabled=False, expiry_sweep_interval_s=3600,
                         facet_cache_s=facet_cache_s)
@@ -250,8 +253,13 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                                        "region": "Shanghai/Xuhui", "credit_code": credit_code(i + 1)})
                 assert r.status_code == 201, r.text
             loaded, batch_no, prev = 0, 0, 0
+            if reuse:  # a kept database: what it holds is not imported again
+                async with runtime.db.engine.connect() as conn:
+                    loaded = (await conn.execute(text("SELECT count(*) FROM achievements"))).scalar_one()
+                batch_no = loaded // BATCH
             for size in sizes:
                 rows, seconds, cpu = 0, 0.0, 0.0
+                reused = loaded >= size
                 while loaded < size:
                     org, body = batches[batch_no]
                     batch_no += 1
@@ -267,6 +275,9 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                     assert r.status_code == 200 and r.json()["imported"] == n, r.text[:500]
                     rows += n
                     loaded += n
+                if reused:
+                    print(f"{kind}: {loaded} achievements kept from an earlier run, none imported", flush=True)
+                    prev = size
                 # Publish what was imported (not measured).
                 async with runtime.db.engine.begin() as conn:
                     await conn.execute(text(
@@ -274,7 +285,7 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                         "expires_at = NULL WHERE status = 'submitted'"))
                     if kind == "sqlite":
                         await conn.execute(text("ANALYZE"))
-                if kind == "postgresql":
+                if kind == "postgresql" and not reused:
                     # Publishing every row in one statement rewrote each count row thousands of
                     # times in one transaction; vacuum as autovacuum would after it.
                     # (VACUUM FULL of the count tables: one statement rewriting a count row
@@ -285,10 +296,11 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                         await conn.execute(text("VACUUM ANALYZE"))
                 if hasattr(app.state, "facet_cache"):
                     app.state.facet_cache = None
-                results.append({"store": kind, "size": size, "case": "import", "rows": rows, "from": prev,
-                                "rows_per_s": round(rows / seconds) if seconds else None,
-                                "cpu_us_per_row": round(cpu * 1e6 / rows) if rows else None})
-                print(json.dumps(results[-1]), flush=True)
+                if not reused:
+                    results.append({"store": kind, "size": size, "case": "import", "rows": rows, "from": prev,
+                                    "rows_per_s": round(rows / seconds) if seconds else None,
+                                    "cpu_us_per_row": round(cpu * 1e6 / rows) if rows else None})
+                    print(json.dumps(results[-1]), flush=True)
                 prev = size
 
                 async def timed(params, n):
@@ -313,7 +325,8 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                     await timed(params, 5)  # warm up
                     with profiled(profile, f"{kind} {size}: {name}", sql, queries):
                         times, cpu_ms = await timed(params, queries)
-                    results.append({"store": kind, "size": size, "case": name, "p50_ms": round(pct(times, 50), 1),
+                    results.append({"store": kind, "size": size, "case": name, "columns": search.SNAPSHOT,
+                                    "p50_ms": round(pct(times, 50), 1),
                                     "p95_ms": round(pct(times, 95), 1), "mean_ms": round(sum(times) / len(times), 1),
                                     "cpu_ms": round(cpu_ms, 1)})
                     print(json.dumps(results[-1]), flush=True)
@@ -330,7 +343,12 @@ async def main() -> None:
     ap.add_argument("--profile", action="store_true", help="SQL and Python time per import and per search case")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--keep-pg", action="store_true", help="keep the PostgreSQL database (to EXPLAIN queries on it)")
+    ap.add_argument("--pg-database", help="use (and keep) this PostgreSQL database, importing only what it lacks")
+    ap.add_argument("--sqlite-file", help="use (and keep) this SQLite file, importing only what it lacks")
+    ap.add_argument("--sql-only", action="store_true",
+                    help="answer searches by SQL alone, without the in-memory search columns (the former way)")
     args = ap.parse_args()
+    search.SNAPSHOT = not args.sql_only
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -342,19 +360,22 @@ async def main() -> None:
     for kind in args.stores.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             if kind == "sqlite":
-                all_results += await bench_store(kind, f"sqlite+aiosqlite:///{tmp}/catalog.db", sizes, batches,
-                                                 args.queries, Path(tmp), args.facet_cache_s, args.profile)
+                file = args.sqlite_file or f"{tmp}/catalog.db"
+                all_results += await bench_store(kind, f"sqlite+aiosqlite:///{file}", sizes, batches,
+                                                 args.queries, Path(tmp), args.facet_cache_s, args.profile,
+                                                 reuse=bool(args.sqlite_file))
             else:
                 server = os.environ.get("TECHBRIDGE_TEST_PG_URL")
                 if not server:
                     print("postgresql: skipped (TECHBRIDGE_TEST_PG_URL not set)")
                     continue
-                name = await new_pg_database(server.rstrip("/"))
+                name = await new_pg_database(server.rstrip("/"), args.pg_database)
                 try:
                     all_results += await bench_store(kind, f"{server.rstrip('/')}/{name}", sizes, batches,
-                                                     args.queries, Path(tmp), args.facet_cache_s, args.profile)
+                                                     args.queries, Path(tmp), args.facet_cache_s, args.profile,
+                                                     reuse=bool(args.pg_database))
                 finally:
-                    if args.keep_pg:
+                    if args.keep_pg or args.pg_database:
                         print(f"postgresql database kept: {name}")
                     else:
                         await drop_pg_database(server.rstrip("/"), name)

@@ -21,9 +21,13 @@ Where the counts come from:
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+
+import numpy as np
 
 from sqlalchemy import (
     Integer,
@@ -44,7 +48,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..domain.model import PUBLIC_STATUSES, bits_to_modes, modes_to_bits
+from ..domain.model import MODE_BITS, PUBLIC_STATUSES, Status, bits_to_modes, modes_to_bits
 from ..domain.search import SearchHit, SearchQuery, SearchResult, Viewer
 from .tables import achievement_ipc, achievements, facet_cells, facet_ipc_cells, facet_owner_cells, organisations
 
@@ -78,6 +82,7 @@ class Search:
         self.s = session
         self.pg = session.bind.dialect.name == "postgresql"
         self._tally_memo: tuple | None = None
+        self._selection: _Selection | None = None
 
     # --- clauses ------------------------------------------------------------------------------
     def _text_clause(self, q: SearchQuery):
@@ -164,7 +169,75 @@ class Search:
         return w
 
     # --- query ----------------------------------------------------------------------------------
+    async def _columns(self, q: SearchQuery) -> SearchColumns | None:
+        """The in-memory columns, up to date with this session's view of the store; None when
+        the search is answered by SQL alone (switched off, or a region prefix, which each
+        store matches with its own LIKE)."""
+        if not SNAPSHOT or q.region:
+            return None
+        engine = self.s.bind.sync_engine
+        cols = _COLUMNS.get(engine)
+        if cols is None:
+            cols = _COLUMNS[engine] = SearchColumns(self.pg)
+        async with cols.lock():
+            await cols.refresh(self.s)
+        return cols
+
+    async def _text_hits(self, q: SearchQuery, cols: SearchColumns) -> tuple[np.ndarray, np.ndarray]:
+        """Every text hit as (row in the columns, relevance score), from the text index alone."""
+        if self.pg:
+            rows = (await self.s.execute(text(
+                "SELECT id, ts_rank(search_vector, plainto_tsquery('simple'::regconfig, :tsq)) FROM achievements "
+                "WHERE search_vector @@ plainto_tsquery('simple'::regconfig, :tsq)"), {"tsq": " ".join(q.text_tokens)})).all()
+            where = cols.where
+            at = np.fromiter((where.get(r[0], -1) for r in rows), np.int64, count=len(rows))
+        else:
+            rows = (await self.s.execute(text(
+                "SELECT rowid, -bm25(achievement_fts, 10.0, 4.0, 1.0) FROM achievement_fts WHERE achievement_fts MATCH :fts"
+            ), {"fts": _fts_match(q.text_tokens)})).all()
+            rowids = np.fromiter((r[0] for r in rows), np.int64, count=len(rows))
+            at = np.full(len(rows), -1, np.int64)
+            inside = rowids < len(cols.fts_idx)
+            at[inside] = cols.fts_idx[rowids[inside]]
+        scores = np.fromiter((r[1] for r in rows), np.float64, count=len(rows))
+        known = at >= 0  # a row committed after the columns were brought up to date is left out
+        return at[known], scores[known]
+
     async def run(self, q: SearchQuery, viewer: Viewer) -> SearchResult:
+        cols = await self._columns(q)
+        if cols is None:
+            return await self._run_sql(q, viewer)
+        hits = scores = None
+        if q.text_tokens:
+            hits, scores = await self._text_hits(q, cols)
+        sel = self._selection = cols.select(q, viewer, hits)
+        if q.sort == "relevance" and q.text_tokens:
+            offset = int((q.cursor or {}).get("o", 0))
+            page = sel.page(scores, offset, q.limit + 1)
+            more = len(page) > q.limit
+            rows = [{"id": aid, "score": score} for aid, score, _ in page[: q.limit]]
+            next_cursor = {"s": "relevance", "o": offset + len(rows)} if more else None
+        else:
+            rows = (await self.s.execute(self._recent(q, viewer))).mappings().all()
+            more = len(rows) > q.limit
+            rows = rows[: q.limit]
+            last = rows[-1] if rows else None
+            next_cursor = {"s": "recency", "l": _iso(last["listed_at"]), "i": last["id"]} if more and last else None
+        return SearchResult(hits=await self._documents(rows), next_cursor=next_cursor, total=sel.total)
+
+    async def _documents(self, rows) -> list[SearchHit]:
+        docs = {}
+        if rows:
+            fetched = await self.s.execute(
+                select(A.c.id, A.c.owner_org_id, A.c.status, A.c.version, A.c.content, A.c.listed_at,
+                       A.c.published_at, A.c.expires_at).where(A.c.id.in_([r["id"] for r in rows]))
+            )
+            docs = {d["id"]: dict(d) for d in fetched.mappings()}
+        # (A hit the columns knew of but this session's older snapshot does not is left out.)
+        return [SearchHit(r["id"], float(r["score"]) if r["score"] is not None else None, docs[r["id"]])
+                for r in rows if r["id"] in docs]
+
+    async def _run_sql(self, q: SearchQuery, viewer: Viewer) -> SearchResult:
         where = self._where(q, viewer)
         # Rank on narrow rows (id, listed_at, score); fetch the page's documents afterwards, so
         # sorting thousands of hits never drags their JSON content along.
@@ -210,15 +283,7 @@ class Search:
             )
         if total is None:
             total = await self._total(q, viewer, where)
-        docs = {}
-        if rows:
-            fetched = await self.s.execute(
-                select(A.c.id, A.c.owner_org_id, A.c.status, A.c.version, A.c.content, A.c.listed_at,
-                       A.c.published_at, A.c.expires_at).where(A.c.id.in_([r["id"] for r in rows]))
-            )
-            docs = {d["id"]: dict(d) for d in fetched.mappings()}
-        hits = [SearchHit(r["id"], float(r["score"]) if r["score"] is not None else None, docs[r["id"]]) for r in rows]
-        return SearchResult(hits=hits, next_cursor=next_cursor, total=total)
+        return SearchResult(hits=await self._documents(rows), next_cursor=next_cursor, total=total)
 
     def _recent(self, q: SearchQuery, viewer: Viewer):
         """The page newest first. With several statuses, one index-ordered branch per status
@@ -250,6 +315,10 @@ class Search:
 
     # --- facets ---------------------------------------------------------------------------------
     async def facets(self, q: SearchQuery, viewer: Viewer) -> dict[str, list[dict]]:
+        if self._selection is not None and self._selection.q == q:
+            out, owners = self._selection.facets()
+            out["institution"] = await self._labelled(owners)
+            return out
         counted = self._counted(q, viewer)
         # Kind, TRL, mode and status: one set of (status, kind, TRL, modes) groups, from the
         # count tables or from one grouped query over the hits without those four filters.
@@ -403,7 +472,9 @@ class Search:
             owner = A.c.owner_org_id.op("||")(literal_column("''")).label("owner")
             stmt = (select(owner, n).where(*self._where(q, viewer, without="institution"))
                     .group_by(owner).order_by(literal_column("n").desc(), owner).limit(FACET_LIMIT))
-        top = [(v, int(k)) for v, k in await self.s.execute(stmt)]
+        return await self._labelled([(v, int(k)) for v, k in await self.s.execute(stmt)])
+
+    async def _labelled(self, top: list[tuple[str, int]]) -> list[dict]:
         names = {}
         if top:
             rows = await self.s.execute(select(organisations.c.id, organisations.c.name)
@@ -423,3 +494,365 @@ def _without_owners(q: SearchQuery) -> SearchQuery:
 
 def _iso(value: datetime) -> str:
     return value.isoformat()
+
+
+# --- in-memory search columns ----------------------------------------------------------------------
+
+SNAPSHOT = True  # False: every search is answered by SQL alone (the tests compare both ways)
+RELOAD_SHARE = 0.2  # more changed achievements than this share of all: load everything again
+_CHUNK = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ROW_SQL = ("SELECT id, status, ip_type, trl, modes_bits, owner_org_id, price_currency, price_amount, listed_at, "
+            "fts_rowid FROM achievements")
+_IPC_SQL = "SELECT achievement_id, code_key, subclass FROM achievement_ipc"
+_COLUMNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _micros(value) -> int:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // timedelta(microseconds=1)
+
+
+class _Vocab:
+    """Values <-> small integer codes (codes are never reused)."""
+
+    def __init__(self, values=()):
+        self.values: list = []
+        self.codes: dict = {}
+        for v in values:
+            self.code(v)
+
+    def code(self, value) -> int:
+        c = self.codes.get(value)
+        if c is None:
+            c = self.codes[value] = len(self.values)
+            self.values.append(value)
+        return c
+
+    def codes_of(self, values) -> list[int]:
+        return [self.codes[v] for v in values if v in self.codes]
+
+
+class _Grow:
+    """Parallel numpy columns that grow by doubling."""
+
+    def __init__(self, **dtypes):
+        self.n = 0
+        self.cols = {k: np.zeros(1024, d) for k, d in dtypes.items()}
+
+    def reserve(self, extra: int) -> None:
+        cap = len(next(iter(self.cols.values())))
+        if self.n + extra <= cap:
+            return
+        cap = max(cap * 2, self.n + extra)
+        for k, a in self.cols.items():
+            b = np.zeros(cap, a.dtype)
+            b[: self.n] = a[: self.n]
+            self.cols[k] = b
+
+    def __getitem__(self, k: str) -> np.ndarray:
+        return self.cols[k][: self.n]
+
+
+class SearchColumns:
+    """What searches filter, count and rank on, for every achievement, as numpy columns.
+
+    Kept per process (per engine), loaded on the first search and brought up to date before
+    each search from the search_changes log (migration 0005) in that search's own read
+    transaction: a search never answers from before a change committed by any process."""
+
+    def __init__(self, pg: bool):
+        self.pg = pg
+        self.horizon: int | None = None  # SQLite: next change seq; PostgreSQL: snapshot xmin
+        self.loads = 0      # full loads so far (tests look at them)
+        self.applied = 0    # achievements re-read from the change log so far
+        self._loop = None
+        self._lock: asyncio.Lock | None = None
+        self._clear()
+
+    def _clear(self) -> None:
+        self.rows = _Grow(status=np.int16, kind=np.int16, trl=np.int16, bits=np.int32, owner=np.int32,
+                          cur=np.int16, price=np.int64, listed=np.int64, fts=np.int64)
+        self.ids: list[str] = []
+        self.where: dict[str, int] = {}
+        self.fts_idx = np.full(1024, -1, np.int64)  # SQLite FTS rowid -> row
+        # (row, IPC code) pairs for filters, (row, subclass) pairs (distinct) for the facet
+        self.codes = _Grow(row=np.int32, code=np.int32, alive=np.bool_)
+        self.subs = _Grow(row=np.int32, sub=np.int32, alive=np.bool_)
+        self.status_v = _Vocab(s.value for s in Status)
+        self.kind_v, self.owner_v, self.cur_v = _Vocab(), _Vocab(), _Vocab()
+        self.code_v, self.sub_v = _Vocab(), _Vocab()
+        self.code_sub = np.zeros(0, np.int32)  # IPC code -> subclass code
+        self._prefix_memo: dict[tuple, np.ndarray] = {}
+
+    def lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._lock = loop, asyncio.Lock()
+        return self._lock
+
+    # --- keeping up with the store -------------------------------------------------------------
+    async def refresh(self, s: AsyncSession) -> None:
+        if self.pg:
+            ids = "ARRAY(SELECT DISTINCT achievement_id FROM search_changes WHERE xid >= :h)"
+            row = (await s.execute(text(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
+                f"(SELECT pruned_upto FROM search_horizon WHERE id = 1), {ids}"), {"h": self.horizon or 0})).one()
+            horizon, pruned, changed = row[0], row[1], row[2] if self.horizon is not None else None
+        else:
+            top, pruned = (await s.execute(text(
+                "SELECT (SELECT max(seq) FROM search_changes), (SELECT pruned_upto FROM search_horizon WHERE id = 1)"
+            ))).one()
+            horizon = (top or 0) + 1
+            changed = None
+            if self.horizon is not None and horizon > self.horizon:
+                changed = list((await s.execute(text(
+                    "SELECT DISTINCT achievement_id FROM search_changes WHERE seq >= :h"), {"h": self.horizon})).scalars())
+        if self.horizon is None or pruned >= self.horizon or (
+                changed is not None and len(changed) > max(_CHUNK, RELOAD_SHARE * len(self.ids))):
+            await self._load(s)
+        elif changed:
+            await self._apply(s, changed)
+        self.horizon = horizon
+
+    async def _load(self, s: AsyncSession) -> None:
+        rows = (await s.execute(text(_ROW_SQL))).all()
+        ipc = (await s.execute(text(_IPC_SQL))).all()
+        self._clear()
+        self._upsert(rows)
+        self._add_codes(ipc)
+        self.loads += 1
+
+    async def _apply(self, s: AsyncSession, changed: list[str]) -> None:
+        rows, ipc = [], []
+        for i in range(0, len(changed), _CHUNK):
+            part = changed[i: i + _CHUNK]
+            rows += (await s.execute(text(f"{_ROW_SQL} WHERE id IN :ids").bindparams(
+                bindparam("ids", expanding=True)), {"ids": part})).all()
+            ipc += (await s.execute(text(f"{_IPC_SQL} WHERE achievement_id IN :ids").bindparams(
+                bindparam("ids", expanding=True)), {"ids": part})).all()
+        known = [self.where[i] for i in changed if i in self.where]
+        if known:  # their IPC pairs are replaced by the ones read now
+            gone = np.isin(self.codes["row"], known)
+            self.codes["alive"][gone] = False
+            self.subs["alive"][np.isin(self.subs["row"], known)] = False
+        present = {r[0] for r in rows}
+        for i in changed:
+            if i not in present and i in self.where:  # deleted
+                self.rows["status"][self.where[i]] = -1
+        self._upsert(rows)
+        self._add_codes(ipc)
+        self.applied += len(changed)
+        if self.codes.n > 2 * max(1, int(self.codes["alive"].sum())) + 1024:
+            self._compact()
+
+    def _upsert(self, rows) -> None:
+        if not rows:
+            return
+        r = self.rows
+        r.reserve(len(rows))
+        at = []
+        for row in rows:
+            idx = self.where.get(row[0])
+            if idx is None:
+                idx = self.where[row[0]] = len(self.ids)
+                self.ids.append(row[0])
+            at.append(idx)
+        r.n = len(self.ids)
+        at = np.asarray(at, np.int64)
+        sv, kv, ov, cv = self.status_v, self.kind_v, self.owner_v, self.cur_v
+        r.cols["status"][at] = [sv.code(x[1]) for x in rows]
+        r.cols["kind"][at] = [kv.code(x[2]) for x in rows]
+        r.cols["trl"][at] = [x[3] for x in rows]
+        r.cols["bits"][at] = [x[4] for x in rows]
+        r.cols["owner"][at] = [ov.code(x[5]) for x in rows]
+        # A listing without an amount is outside every price range, as in SQL.
+        r.cols["cur"][at] = [cv.code(x[6]) if x[6] is not None and x[7] is not None else -1 for x in rows]
+        r.cols["price"][at] = [x[7] or 0 for x in rows]
+        r.cols["listed"][at] = [_micros(x[8]) for x in rows]
+        if not self.pg:
+            old = r.cols["fts"][at]
+            ok = (old > 0) & (old < len(self.fts_idx))
+            o, a = old[ok], at[ok]
+            self.fts_idx[o[self.fts_idx[o] == a]] = -1  # a row's former FTS rowid no longer leads to it
+            new = np.asarray([x[9] or 0 for x in rows], np.int64)
+            r.cols["fts"][at] = new
+            top = int(new.max())
+            if top >= len(self.fts_idx):
+                grown = np.full(max(top + 1, 2 * len(self.fts_idx)), -1, np.int64)
+                grown[: len(self.fts_idx)] = self.fts_idx
+                self.fts_idx = grown
+            has = new > 0
+            self.fts_idx[new[has]] = at[has]
+
+    def _add_codes(self, ipc) -> None:
+        if not ipc:
+            return
+        where, cv, sv = self.where, self.code_v, self.sub_v
+        rows, codes, subs, seen = [], [], [], set()
+        sub_rows, sub_codes = [], []
+        for aid, key, sub in ipc:
+            idx = where.get(aid)
+            if idx is None:
+                continue
+            rows.append(idx)
+            c = cv.code(key)
+            codes.append(c)
+            subs.append(sv.code(sub))
+            if (idx, sub) not in seen:
+                seen.add((idx, sub))
+                sub_rows.append(idx)
+                sub_codes.append(subs[-1])
+        if len(cv.values) > len(self.code_sub):
+            grown = np.zeros(len(cv.values), np.int32)
+            grown[: len(self.code_sub)] = self.code_sub
+            self.code_sub = grown
+            self._prefix_memo.clear()
+        self.code_sub[codes] = subs
+        for grow, a, b, names in ((self.codes, rows, codes, ("row", "code")), (self.subs, sub_rows, sub_codes, ("row", "sub"))):
+            grow.reserve(len(a))
+            grow.cols[names[0]][grow.n: grow.n + len(a)] = a
+            grow.cols[names[1]][grow.n: grow.n + len(a)] = b
+            grow.cols["alive"][grow.n: grow.n + len(a)] = True
+            grow.n += len(a)
+
+    def _compact(self) -> None:
+        for grow in (self.codes, self.subs):
+            keep = grow["alive"].copy()
+            for k in list(grow.cols):
+                grow.cols[k] = grow[k][keep].copy()
+            grow.n = int(keep.sum())
+            grow.reserve(0)
+
+    # --- answering -----------------------------------------------------------------------------
+    def rows_with_codes(self, prefixes: tuple[str, ...]) -> np.ndarray:
+        """Rows with at least one IPC code starting with one of the prefixes (full length)."""
+        key = prefixes
+        codes_ok = self._prefix_memo.get(key)
+        if codes_ok is None:
+            codes_ok = np.fromiter((any(v.startswith(p) for p in prefixes) for v in self.code_v.values), np.bool_,
+                                   count=len(self.code_v.values))
+            self._prefix_memo[key] = codes_ok
+        c = self.codes
+        sel = c["alive"] & codes_ok[c["code"]] if len(codes_ok) else np.zeros(c.n, np.bool_)
+        out = np.zeros(self.rows.n, np.bool_)
+        out[c["row"][sel]] = True
+        return out
+
+    def select(self, q: SearchQuery, viewer: Viewer, hits: np.ndarray | None) -> _Selection:
+        return _Selection(self, q, viewer, hits)
+
+
+class _Selection:
+    """One search's conditions as masks over the columns (over the text hits when there is
+    text): each facet is counted with every condition except its own, as in `Search._where`."""
+
+    def __init__(self, cols: SearchColumns, q: SearchQuery, viewer: Viewer, hits: np.ndarray | None):
+        self.c, self.q, self.viewer, self.hits = cols, q, viewer, hits
+        r = cols.rows
+
+        def g(name):
+            a = r[name]
+            return a if hits is None else a[hits]
+
+        self.g = g
+        status = g("status")
+        sv = cols.status_v
+        base = status >= 0
+        if q.price_min is not None or q.price_max is not None:
+            cur = cols.cur_v.codes.get(q.currency, -2)
+            price = g("price")
+            base &= g("cur") == cur
+            if q.price_min is not None:
+                base &= price >= q.price_min
+            if q.price_max is not None:
+                base &= price <= q.price_max
+        self.base = base
+        parts: dict[str, np.ndarray] = {}
+        if q.statuses:
+            parts["status"] = np.isin(status, sv.codes_of(s.value for s in q.statuses))
+        if q.trl_min is not None or q.trl_max is not None:
+            trl = g("trl")
+            parts["trl"] = (trl >= (q.trl_min or 0)) & (trl <= (q.trl_max or 99))
+        if q.ip_types:
+            parts["ip_type"] = np.isin(g("kind"), cols.kind_v.codes_of(t.value for t in q.ip_types))
+        if q.transfer_modes:
+            parts["transfer_mode"] = (g("bits") & modes_to_bits(q.transfer_modes)) != 0
+        if q.ipc_prefixes:
+            full = cols.rows_with_codes(q.ipc_prefixes)
+            parts["ipc_class"] = full if hits is None else full[hits]
+        if q.owner_org_ids:
+            parts["institution"] = np.isin(g("owner"), cols.owner_v.codes_of(q.owner_org_ids))
+        self.parts = parts
+        public = np.isin(status, sv.codes_of(PUBLIC))
+        own = cols.owner_v.codes.get(viewer.org, -2) if viewer.org else None
+        self._public, self._own = public, own
+        self.mask = self.without(None)
+        self.total = int(np.count_nonzero(self.mask))
+
+    def _visibility(self, without: str | None) -> np.ndarray | None:
+        q = self.q
+        only_public = bool(q.statuses) and without != "status" and set(q.statuses) <= PUBLIC_STATUSES
+        if self.viewer.reviewer or only_public:
+            return None
+        if self._own is None:
+            return self._public
+        return self._public | (self.g("owner") == self._own)
+
+    def without(self, facet: str | None) -> np.ndarray:
+        m = self.base.copy()
+        for name, part in self.parts.items():
+            if name != facet:
+                m &= part
+        vis = self._visibility(facet)
+        if vis is not None:
+            m &= vis
+        return m
+
+    def full(self, m: np.ndarray) -> np.ndarray:
+        """A mask over the hits as a mask over all rows."""
+        if self.hits is None:
+            return m
+        out = np.zeros(self.c.rows.n, np.bool_)
+        out[self.hits[m]] = True
+        return out
+
+    def facets(self) -> tuple[dict[str, list[dict]], list[tuple[str, int]]]:
+        """The facets, the institution one as its top (owner id, count) pairs (names come apart)."""
+        c, out = self.c, {}
+        for facet, col, vocab in (("ip_type", "kind", c.kind_v), ("trl", "trl", None), ("status", "status", c.status_v)):
+            counts = np.bincount(self.g(col)[self.without(facet)])
+            nz = np.nonzero(counts)[0]
+            out[facet] = _ranked({(vocab.values[v] if vocab else int(v)): int(counts[v]) for v in nz})
+        bits = self.g("bits")[self.without("transfer_mode")]
+        out["transfer_mode"] = _ranked({m.value: int(np.count_nonzero(bits & b)) for m, b in MODE_BITS.items()})
+        sel = self.full(self.without("ipc_class"))
+        s = c.subs
+        counts = np.bincount(s["sub"][s["alive"] & sel[s["row"]]], minlength=len(c.sub_v.values))
+        out["ipc_class"] = _top(c.sub_v.values, counts)
+        counts = np.bincount(self.g("owner")[self.without("institution")], minlength=len(c.owner_v.values))
+        owners = [(v["value"], v["count"]) for v in _top(c.owner_v.values, counts)]
+        return out, owners
+
+    def page(self, scores: np.ndarray, offset: int, n: int) -> list[tuple[str, float, int]]:
+        """(id, score, listed) of hits offset .. offset + n in relevance order: score, then
+        newest listing, then id, all descending (the SQL order)."""
+        m = self.mask
+        rows, sc = self.hits[m], scores[m]
+        k = offset + n
+        cand = np.arange(len(rows))
+        if len(rows) > 4 * k:
+            threshold = np.partition(sc, len(sc) - k)[len(sc) - k]
+            cand = np.nonzero(sc >= threshold)[0]  # every tie at the threshold too
+        listed, ids = self.c.rows["listed"], self.c.ids
+        keyed = sorted(((float(sc[i]), int(listed[rows[i]]), ids[rows[i]]) for i in cand), reverse=True)
+        return [(aid, score, at) for score, at, aid in keyed[offset: offset + n]]
+
+
+def _top(values: list, counts: np.ndarray) -> list[dict]:
+    nz = np.nonzero(counts)[0]
+    ranked = sorted(((-int(counts[v]), values[v]) for v in nz))[:FACET_LIMIT]
+    return [{"value": v, "count": -n} for n, v in ranked]

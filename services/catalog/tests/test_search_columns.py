@@ -1,0 +1,241 @@
+"""The in-memory search columns (store/search.py, kept up to date from the change log of
+migration 0005) must answer exactly as SQL alone does: the same items, order, cursors, totals
+and facet counts for every kind of search over the fixed corpus, and after every kind of change
+(publication, edits of searched fields and IPC codes, withdrawal, a transfer), also when the
+change was made by another process on the same store, committed while searches went on, or
+when the change log was pruned before a replica read it. A region prefix (matched by each
+store's own LIKE) is never answered from the columns. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from catalog_helpers import achievement, eventually, produce, who
+from conftest import running_catalog
+from search_corpus import CORPUS, U1, U2, U3
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from test_consumers import TRANSFER_TOPIC, transfer_event
+
+from techbridge_catalog.store import search as store_search
+
+pytestmark = pytest.mark.timeout(240)
+
+A = "/api/v1/catalog/achievements"
+BUYER = who("org-columns-buyer", "enterprise")
+REVIEWER = who(None, "government")
+EVERY_STATUS = ["draft", "submitted", "returned", "published", "under_negotiation", "transferred", "withdrawn",
+                "expired", "rejected"]
+
+
+def columns_of(api):
+    return store_search._COLUMNS.get(api.app.state.catalog_reader.engine.sync_engine)
+
+
+async def same(api, identity, **params) -> dict:
+    """The search answered from the columns, then by SQL alone: they must be identical."""
+    r = await api.get(A, identity, params=params)
+    assert r.status_code == 200, r.text
+    store_search.SNAPSHOT = False
+    try:
+        by_sql = await api.get(A, identity, params=params)
+    finally:
+        store_search.SNAPSHOT = True
+    assert by_sql.status_code == 200, by_sql.text
+    assert r.json() == by_sql.json(), params
+    return r.json()
+
+
+def counts(body: dict, facet: str) -> dict:
+    return {str(v["value"]): v["count"] for v in body["facets"][facet]}
+
+
+# --- the fixed corpus: every kind of search ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+async def corpus(module_api):
+    api = module_api
+    for org, name in ((U1, "复旦大学"), (U2, "上海交通大学"), (U3, "同济大学")):
+        await api.register_org(name=name, org_id=org)
+    for n, (_key, org, body) in enumerate(CORPUS):
+        r = await api.post(A, who(org, "institution"), json=body)
+        assert r.status_code == 201, r.text
+        aid = r.json()["achievement_id"]
+        assert (await api.act(aid, "submit", who(org, "institution"))).status_code == 200
+        if n % 4 != 3:  # every fourth stays submitted: only its owner and reviewers see it
+            assert (await api.act(aid, "publish", REVIEWER)).status_code == 200
+    return api
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"q": "电池"}, {"q": "battery"}, {"q": "石墨烯"}, {"q": "lithium 回收"}, {"q": "the of and"},
+    {"q": "medical radiology segmentation"}, {"ipc": "H01M"}, {"ipc": "H01M 10"}, {"ipc": ["H01L", "C01B"]},
+    {"ipc": "H01M10/05"}, {"trl_min": 5}, {"trl_min": 4, "trl_max": 5}, {"ip_type": "software_copyright"},
+    {"transfer_mode": ["co_development", "technical_service"]}, {"institution": [U1, U3]},
+    {"price_max": 5_000_000}, {"price_min": 20_000_000}, {"price_min": 1, "currency": "USD"},
+    {"q": "电池", "trl_max": 5}, {"q": "battery", "sort": "recency"}, {"q": "battery", "ipc": "H01M", "price_max": 60_000_000},
+    {"q": "电池", "institution": U1, "transfer_mode": "assignment"}, {"q": "电池", "facets": "false"},
+    {"status": ["transferred"]}, {"status": ["submitted", "published"]}, {"q": "电池", "status": ["submitted"]},
+    {"ip_type": "know_how", "ipc": "H01M", "institution": U3, "trl_min": 8},
+])
+@pytest.mark.parametrize("identity", [BUYER, who(U1, "institution"), REVIEWER], ids=["buyer", "owner", "reviewer"])
+async def test_columns_answer_as_sql_alone(corpus, params, identity):
+    await same(corpus, identity, limit=100, **params)
+
+
+@pytest.mark.parametrize("params", [{"q": "电池"}, {"q": "battery", "trl_min": 4}, {}, {"ipc": "H01M"}])
+async def test_pages_follow_the_same_order_either_way(corpus, params):
+    cursor, seen = None, []
+    for _ in range(20):
+        body = await same(corpus, REVIEWER, limit=2, **params, **({"cursor": cursor} if cursor else {}))
+        seen += [i["achievement_id"] for i in body["items"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == body["total"] > 1
+
+
+async def test_a_region_prefix_is_answered_by_sql(api):
+    await api.register_org(name="甲大学", org_id="org-columns-region", region="Shanghai/Yangpu")
+    await api.published("org-columns-region")
+    body = (await api.get(A, BUYER, params={"region": "Shanghai"})).json()
+    assert body["total"] == 1
+    assert columns_of(api) is None  # never loaded: the only search named a region
+    assert (await api.get(A, BUYER)).json()["total"] == 1
+    assert columns_of(api) is not None and columns_of(api).loads == 1
+
+
+# --- staying exact through changes -----------------------------------------------------------
+
+@pytest.fixture
+async def replicas(store_url, kafka_bootstrap, tmp_path):
+    """Two catalog processes on one store (facet reuse off): one writes, the other searches."""
+    async with running_catalog(store_url, kafka_bootstrap, tmp_path / "a", facet_cache_s=0) as a:
+        async with running_catalog(store_url, kafka_bootstrap, tmp_path / "b", facet_cache_s=0) as b:
+            yield a, b
+
+
+def rec() -> list[dict]:
+    return [{"number": "CN202310000001.1", "kind": "invention_patent", "legal_status": "granted"}]
+
+
+async def test_changes_by_another_replica_show_in_the_next_search(replicas):
+    a, b = replicas
+    u, v = f"org-u-{uuid.uuid4().hex[:6]}", f"org-v-{uuid.uuid4().hex[:6]}"
+    await a.register_org(name="甲大学", org_id=u)
+    await a.register_org(name="乙大学", org_id=v)
+    first = await a.published(u, trl=3, ipc_codes=["H01M 10/052"], ip_records=rec())
+    await a.published(v, trl=5, ipc_codes=["G06N 3/08"], ip_records=rec())
+    body = await same(b, BUYER)
+    assert body["total"] == 2 and counts(body, "trl") == {"3": 1, "5": 1}
+    assert columns_of(b).loads == 1
+
+    # Published by the other process: counted at once (no facet reuse, no staleness).
+    third = await a.published(v, trl=7, ipc_codes=["H01M 50/449"], ip_records=rec(), transfer_modes=["equity"])
+    body = await same(b, BUYER)
+    assert body["total"] == 3 and counts(body, "ipc_class") == {"H01M": 2, "G06N": 1}
+    assert counts(body, "transfer_mode")["equity"] == 1
+
+    # An edit of the searched fields and IPC codes of a live listing.
+    r = await a.patch(f"{A}/{first['achievement_id']}", who(u, "institution"),
+                      headers={"If-Match": f'"{first["version"]}"'},
+                      json={"trl": 9, "ipc_codes": ["A61K 39/00"], "asking_price": {"amount": 100, "currency": "CNY"}})
+    assert r.status_code == 200, r.text
+    body = await same(b, BUYER)
+    assert counts(body, "trl") == {"5": 1, "7": 1, "9": 1}
+    assert counts(body, "ipc_class") == {"A61K": 1, "H01M": 1, "G06N": 1}
+    assert (await same(b, BUYER, price_max=100))["total"] == 1
+    assert (await same(b, BUYER, ipc="H01M10"))["total"] == 0
+
+    # Withdrawn: gone from the public counts, still in its owner's status facet.
+    assert (await a.act(third["achievement_id"], "withdraw", who(v, "institution"))).status_code == 200
+    body = await same(b, BUYER)
+    assert body["total"] == 2 and "H01M" not in counts(body, "ipc_class")
+    assert counts(await same(b, who(v, "institution")), "status") == {"published": 2, "withdrawn": 1}
+    # A draft: its owner and reviewers only.
+    await a.create(u, trl=2)
+    assert counts(await same(b, who(u, "institution")), "status") == {"published": 2, "draft": 1}
+    assert (await same(b, REVIEWER, status=EVERY_STATUS))["total"] == 4
+    assert (await same(b, BUYER))["total"] == 2
+    cols = columns_of(b)
+    assert cols.loads == 1 and cols.applied > 0  # followed change by change, never reloaded
+
+
+async def test_a_change_committed_while_searches_go_on_is_never_missed(replicas, store_url):
+    """A writer's transaction open across searches (PostgreSQL: while another transaction that
+    began later commits first) is counted by the first search after it commits."""
+    a, b = replicas
+    u = f"org-w-{uuid.uuid4().hex[:6]}"
+    await a.register_org(name="甲大学", org_id=u)
+    slow = await a.published(u, trl=3, ip_records=rec())
+    assert counts(await same(b, BUYER), "trl") == {"3": 1}
+    engine = create_async_engine(store_url)
+    try:
+        async with engine.connect() as conn:
+            tx = await conn.begin()
+            await conn.execute(text("UPDATE achievements SET trl = 8 WHERE id = :i"), {"i": slow["achievement_id"]})
+            if engine.dialect.name == "postgresql":
+                # A later transaction commits first; its change is seen, the open one's not yet.
+                await a.published(u, trl=4, ip_records=rec())
+                assert counts(await same(b, BUYER), "trl") == {"3": 1, "4": 1}
+            else:  # SQLite has one writer at a time: readers go on, still seeing the old value
+                assert counts(await same(b, BUYER), "trl") == {"3": 1}
+            await tx.commit()
+        body = await same(b, BUYER)
+        assert counts(body, "trl")["8"] == 1 and "3" not in counts(body, "trl")
+    finally:
+        await engine.dispose()
+
+
+async def test_a_replica_behind_a_pruned_change_log_loads_everything_again(replicas, store_url):
+    a, b = replicas
+    u = f"org-p-{uuid.uuid4().hex[:6]}"
+    await a.register_org(name="甲大学", org_id=u)
+    await a.published(u, trl=3, ip_records=rec())
+    assert (await same(b, BUYER))["total"] == 1
+    engine = create_async_engine(store_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE search_horizon SET keep = 2"))
+        # 80 rows with codes: more than 64 changes, so the log is cut to its last two.
+        rows = [achievement(trl=1 + n % 9, ipc_codes=["B25J 9/16"], ip_records=rec()) for n in range(80)]
+        r = await a.post(f"{A}/import", who(u, "institution"),
+                         content="\n".join(json.dumps(x, ensure_ascii=False) for x in rows).encode(),
+                         headers={"content-type": "application/x-ndjson"})
+        assert r.status_code == 200 and r.json()["imported"] == 80, r.text
+        async with engine.connect() as conn:
+            kept = (await conn.execute(text("SELECT count(*) FROM search_changes"))).scalar_one()
+            pruned = (await conn.execute(text("SELECT pruned_upto FROM search_horizon"))).scalar_one()
+        assert kept < 80 and pruned > 0
+    finally:
+        await engine.dispose()
+    body = await same(b, who(u, "institution"), status=["draft", "published"])
+    assert body["total"] == 81 and counts(body, "status") == {"draft": 80, "published": 1}
+    assert counts(body, "ipc_class")["B25J"] == 80
+    assert columns_of(b).loads == 2  # it could not know what the pruned entries said
+
+
+async def test_a_transfer_moves_the_counts(store_url, kafka_bootstrap, tmp_path):
+    async with running_catalog(store_url, kafka_bootstrap, tmp_path, facet_cache_s=0) as api:
+        seller, buyer = f"org-s-{uuid.uuid4().hex[:6]}", f"org-b-{uuid.uuid4().hex[:6]}"
+        await api.register_org(name="甲大学", org_id=seller)
+        aid = (await api.published(seller, ip_records=rec()))["achievement_id"]
+        await api.published(seller, ip_records=rec())
+        assert counts(await same(api, BUYER), "status") == {"published": 2}
+        tid = str(uuid.uuid4())
+        await produce(kafka_bootstrap, TRANSFER_TOPIC, [transfer_event("signed", tid, [aid], seller, buyer)])
+
+        async def status_is(status):
+            r = await api.get(f"{A}/{aid}", BUYER)
+            return r.json()["status"] == status
+
+        await eventually(lambda: status_is("under_negotiation"))
+        assert counts(await same(api, BUYER), "status") == {"published": 1, "under_negotiation": 1}
+        await produce(kafka_bootstrap, TRANSFER_TOPIC, [
+            transfer_event("completed", tid, [aid], seller, buyer, completed_at="2026-06-01T08:00:00Z")])
+        await eventually(lambda: status_is("transferred"))
+        assert (await same(api, BUYER))["total"] == 1
+        body = await same(api, BUYER, status=["published", "transferred"])
+        assert counts(body, "status") == {"published": 1, "transferred": 1}
