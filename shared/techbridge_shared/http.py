@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import random
+import re
 import time
-import uuid
-from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 
@@ -18,6 +18,22 @@ log = logging.getLogger("techbridge.access")
 
 REQUEST_ID_HEADER = b"x-request-id"
 TRACEPARENT_HEADER = b"traceparent"
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Labelled metric children by (service, method, route, status): looking a child up through
+# `labels()` takes a lock and builds keys on every request. Bounded, because the method is
+# whatever the caller sent.
+_MEASURES: dict[tuple[str, str, str, str], tuple] = {}
+_MEASURES_MAX = 2_000
+
+
+def _measures(service: str, method: str, route: str, status: str) -> tuple:
+    key = (service, method, route, status)
+    found = _MEASURES.get(key)
+    if found is None:
+        found = (HTTP_REQUESTS.labels(service, method, route, status), HTTP_LATENCY.labels(service, method, route))
+        if len(_MEASURES) < _MEASURES_MAX:
+            _MEASURES[key] = found
+    return found
 
 
 class RequestContextMiddleware:
@@ -39,7 +55,8 @@ class RequestContextMiddleware:
                     request_id = candidate
             elif name == TRACEPARENT_HEADER:
                 incoming_trace = value.decode("latin-1")
-        request_id = request_id or uuid.uuid4().hex
+        # Unique, not secret: the process's PRNG instead of a system call per request.
+        request_id = request_id or f"{random.getrandbits(128):032x}"
         token = request_id_var.set(request_id)
         trace_token = current_traceparent.set(child_traceparent(incoming_trace))
         status = 500
@@ -64,8 +81,9 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "")
-            HTTP_REQUESTS.labels(self.service, method, template, str(status)).inc()
-            HTTP_LATENCY.labels(self.service, method, template).observe(elapsed)
+            requests, latency = _measures(self.service, method, template, str(status))
+            requests.inc()
+            latency.observe(elapsed)
             if not template.startswith(("/health", "/metrics")):
                 log.info(
                     "%s %s %d", method, scope.get("path", ""), status,
@@ -80,9 +98,10 @@ def control_character_refusal(scope):
     None. No store can keep a NUL in text (PostgreSQL refuses it), and no identifier or route
     has control characters, so these are refused before any handler sees them."""
     field = None
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in scope.get("path", "")):
+    query = scope.get("query_string", b"")
+    if _CONTROL_RE.search(scope.get("path", "")):
         field, message = "path", "must not contain control characters"
-    elif b"\0" in unquote_to_bytes(scope.get("query_string", b"")):
+    elif b"\0" in query or b"%00" in query:  # a NUL as sent or percent-encoded
         field, message = "query", "must not contain NUL characters"
     if field is None:
         return None

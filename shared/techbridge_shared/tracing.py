@@ -30,8 +30,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
-import secrets
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -59,8 +59,18 @@ def child_traceparent(incoming: str | None) -> str:
     """A span under `incoming` (same trace id, new span id), or the root of a new trace."""
     if incoming and is_valid(incoming):
         _version, trace, _parent, flags = incoming.strip().lower().split("-")
-        return f"00-{trace}-{secrets.token_hex(8)}-{flags}"
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+        return f"00-{trace}-{_span_id()}-{flags}"
+    return f"00-{_trace_id()}-{_span_id()}-01"
+
+
+# Ids are random but need not be secret (as OpenTelemetry's own generator): the process's PRNG
+# costs a fraction of a system call per request. Zero is not a valid id.
+def _span_id() -> str:
+    return f"{random.getrandbits(64) or 1:016x}"
+
+
+def _trace_id() -> str:
+    return f"{random.getrandbits(128) or 1:032x}"
 
 
 def trace_id(traceparent: str | None) -> str | None:
