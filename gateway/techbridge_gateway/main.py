@@ -18,7 +18,6 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from starlette.middleware import Middleware
 
 from techbridge_shared.service import ServiceSpec, create_app as create_service_app
 from techbridge_shared.settings import load_settings
@@ -153,9 +152,8 @@ def _configure(app: FastAPI, ctx: GatewayContext) -> None:
     app.state.gateway = ctx
     app.state.parts = parts
 
-    # Proxied paths are answered by pure ASGI middleware inside the request-context middleware
-    # (request id, trace, metrics, access log); the routes are there for the metrics' labels
-    # and for anything that lists the app's routes.
+    # Proxied paths are answered ahead of the framework's middleware stack (ProxyRoutes); the
+    # routes are there for the metrics' labels and for anything that lists the app's routes.
     routes = {}
     for service in ctx.settings.upstreams():
         async def endpoint(request: Request, _service=service):
@@ -163,7 +161,10 @@ def _configure(app: FastAPI, ctx: GatewayContext) -> None:
 
         app.add_route(f"/api/v1/{service}/{{path:path}}", endpoint, methods=PROXY_METHODS, include_in_schema=False)
         routes[service] = app.router.routes[-1]
-    app.user_middleware.append(Middleware(ProxyRoutes, forwarder=parts.forwarder, routes=routes))
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: ProxyRoutes(
+        build_stack(), forwarder=parts.forwarder, routes=routes, service=SERVICE,
+        unexpected=app.exception_handlers[Exception])
 
     # The merged document replaces the gateway's own at /openapi.json; /docs renders it.
     app.openapi = parts.openapi.merged

@@ -12,12 +12,12 @@ import asyncio
 import logging
 from urllib.parse import parse_qsl
 
-import aiohttp
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from yarl import URL
 
+from techbridge_shared import tracing
 from techbridge_shared.errors import FieldError, Problem, Unauthorized, ValidationFailed, problem_response
+from techbridge_shared.http import RequestContextMiddleware
 from techbridge_shared.identity import IDENTITY_HEADER, SIGNATURE_HEADER, identity_headers
 from techbridge_shared.logs import request_id_var
 from techbridge_shared.tracing import outgoing_traceparent
@@ -25,6 +25,7 @@ from techbridge_shared.tracing import outgoing_traceparent
 from ..domain.ratelimit import retry_after_header
 from ..service.auth import BEARER_CHALLENGE, authenticate
 from ..service.context import GatewayContext
+from .upstream import ReadTimeout, Upstream, UpstreamError, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,11 @@ HOP_BY_HOP = frozenset({
 REQUEST_DROP = HOP_BY_HOP | {
     "host", "authorization", "x-api-key", IDENTITY_HEADER.lower(), SIGNATURE_HEADER.lower(),
     "x-request-id", "traceparent", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded",
+    # Framing is the gateway's own on the way to the service; a 100-continue was the gateway's
+    # to answer (the server did, by reading the body).
+    "content-length", "expect",
 }
-RESPONSE_DROP = HOP_BY_HOP | {"server", "date", "x-request-id"}
-SKIP_AUTO_HEADERS = frozenset({"Accept", "Accept-Encoding", "User-Agent", "Content-Type"})
+RESPONSE_DROP = frozenset(h.encode() for h in HOP_BY_HOP | {"server", "date", "x-request-id"})
 
 
 class BodyTooLarge(Exception):
@@ -107,38 +110,24 @@ class _Upload:
         self.request = request
         self.limit = limit
         self.too_large = False
-        self._ended = asyncio.Event()
 
     async def chunks(self):
         seen = 0
-        try:
-            async for chunk in self.request.stream():
-                seen += len(chunk)
-                if seen > self.limit:
-                    self.too_large = True
-                    raise BodyTooLarge()
-                if chunk:
-                    yield chunk
-        finally:
-            self._ended.set()
-
-    async def ended(self, timeout: float) -> None:
-        """Wait until the body has been sent or cut off. The client session hands back the
-        service's answer as soon as it starts, while the body may still be on its way; an
-        answer to a body cut at the limit is not the caller's answer."""
-        try:
-            await asyncio.wait_for(self._ended.wait(), timeout)
-        except TimeoutError:
-            pass
+        async for chunk in self.request.stream():
+            seen += len(chunk)
+            if seen > self.limit:
+                self.too_large = True
+                raise BodyTooLarge()
+            if chunk:
+                yield chunk
 
 
 class Forwarder:
-    """Forwards to the services over one pooled aiohttp session (keep-alive connections).
+    """Forwards to the services over pooled keep-alive connections (`Upstream`, one per service).
 
-    aiohttp's client costs a fraction of httpx's per request, which on a busy gateway is most of
-    its own CPU time. Small answers (with a Content-Length up to `BUFFER_LIMIT`) are read whole
-    and sent as one message; anything else streams back chunk by chunk, and bodies sent to the
-    service stream too unless they are small and of known length.
+    Small answers (with a Content-Length up to `BUFFER_LIMIT`) are read whole and sent as one
+    message; anything else streams back chunk by chunk, and bodies sent to the service stream
+    too unless they are small and of known length.
     """
 
     BUFFER_LIMIT = 64 * 1024
@@ -146,30 +135,15 @@ class Forwarder:
     def __init__(self, ctx: GatewayContext):
         self.ctx = ctx
         s = ctx.settings
-        self.bases = s.upstreams()
-        # connect covers waiting for a pooled connection and opening one; sock_read is the time
-        # allowed between two reads of the answer (as httpx's read timeout was).
-        self.timeout = aiohttp.ClientTimeout(total=None, connect=s.upstream_connect_timeout_s,
-                                             sock_connect=s.upstream_connect_timeout_s,
-                                             sock_read=s.upstream_timeout_s)
-        self._session: aiohttp.ClientSession | None = None
-
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            s = self.ctx.settings
-            connector = aiohttp.TCPConnector(limit=s.upstream_max_connections, limit_per_host=0,
-                                             keepalive_timeout=s.upstream_keepalive_s, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self.timeout, auto_decompress=False,
-                # Nothing the caller did not send: no default Accept, Accept-Encoding, User-Agent.
-                skip_auto_headers=SKIP_AUTO_HEADERS, cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+        self.upstreams = {
+            name: Upstream(url, max_connections=s.upstream_max_connections, keepalive_s=s.upstream_keepalive_s,
+                           connect_timeout_s=s.upstream_connect_timeout_s, read_timeout_s=s.upstream_timeout_s)
+            for name, url in s.upstreams().items()
+        }
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for upstream in self.upstreams.values():
+            await upstream.aclose()
 
     async def forward(self, service: str, request: Request) -> Response:
         ctx = self.ctx
@@ -202,51 +176,44 @@ class Forwarder:
 
         length = req_headers.get("content-length")
         upload: _Upload | None = None
-        data: bytes | object | None = None
+        body: bytes | object | None = None
         if length is not None and int(length) <= self.BUFFER_LIMIT:
-            data = await request.body() if length != "0" else None
+            body = await request.body() if length != "0" else b""
         elif length is not None or "transfer-encoding" in req_headers:
             upload = _Upload(request, ctx.settings.max_body_bytes)
-            data = upload.chunks()
-        raw_path = scope.get("raw_path") or path.encode()
-        target = self.bases[service] + raw_path.decode("latin-1")
+            body = upload.chunks()
+        target = (scope.get("raw_path") or path.encode()).decode("latin-1")
         if scope.get("query_string"):
             target += "?" + scope["query_string"].decode("latin-1")
         try:
-            upstream = await self.session().request(
-                method, URL(target, encoded=True), headers=headers, data=data, allow_redirects=False,
-            )
+            upstream = await self.upstreams[service].request(
+                method, target, headers, body, body_length=int(length) if upload and length is not None else None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             raise self._failure(service, exc, upload) from None
-        if upload is not None:
-            await upload.ended(ctx.settings.upstream_timeout_s)
         self._check_upload(upstream, upload)
 
-        raw = upstream.raw_headers
         drop_back = RESPONSE_DROP
-        for k, v in raw:
+        for k, v in upstream.raw_headers:
             if k.lower() == b"connection":
-                drop_back = drop_back | {t.strip().lower() for t in v.decode("latin-1").split(",") if t.strip()}
-        response_headers = [(k.lower(), v) for k, v in raw if k.lower().decode("latin-1") not in drop_back]
+                drop_back = drop_back | {t.strip().lower() for t in v.split(b",") if t.strip()}
+        response_headers = [(k.lower(), v) for k, v in upstream.raw_headers if k.lower() not in drop_back]
         size = upstream.content_length
         if size is not None and size <= self.BUFFER_LIMIT or method == "HEAD":
             try:
-                body = await upstream.read()
+                answer = await upstream.read()
             except Exception as exc:
-                upstream.release()
+                upstream.close()
                 raise self._failure(service, exc, upload) from None
-            self._check_upload(upstream, upload)
-            response = Response(body, status_code=upstream.status)
+            response = Response(answer, status_code=upstream.status)
         else:
             response = StreamingResponse(_stream(upstream), status_code=upstream.status)
         response.raw_headers = response_headers
         return response
 
-    def _check_upload(self, upstream: aiohttp.ClientResponse, upload: _Upload | None) -> None:
-        """A body cut off at the size limit may reach the service as a short, malformed one, and
-        the service may answer that (400) before the client session reports the cut: the
+    def _check_upload(self, upstream: UpstreamResponse, upload: _Upload | None) -> None:
+        """A body cut off at the size limit is not what the service's answer is about: the
         caller is told what really happened, 413."""
         if upload is not None and upload.too_large:
             upstream.close()
@@ -256,40 +223,45 @@ class Forwarder:
         s = self.ctx.settings
         if upload is not None and upload.too_large:
             return PayloadTooLarge(f"request body is larger than {s.max_body_bytes} bytes")
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return UpstreamUnavailable(f"{service} is not reachable at the moment; retry later",
-                                       headers={"Retry-After": "5"})
-        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        if isinstance(exc, ReadTimeout):
             return UpstreamTimeout(f"{service} did not answer within {s.upstream_timeout_s:g}s")
-        if not isinstance(exc, (aiohttp.ClientError, OSError)):
-            log.error("forwarding to %s failed", service, exc_info=exc)
+        if isinstance(exc, (UpstreamError, OSError)):
+            log.warning("upstream %s failed: %s", service, exc)
         else:
-            log.warning("upstream %s failed: %r", service, exc)
+            log.error("forwarding to %s failed", service, exc_info=exc)
         return UpstreamUnavailable(f"{service} is not reachable at the moment; retry later",
                                    headers={"Retry-After": "5"})
 
 
-async def _stream(upstream: aiohttp.ClientResponse):
+async def _stream(upstream: UpstreamResponse):
     """The service's answer as it arrives; the connection goes back to the pool at the end."""
     try:
-        async for chunk in upstream.content.iter_any():
+        async for chunk in upstream.iter_chunks():
             yield chunk
     finally:
-        upstream.release()
+        upstream.close()  # no-op after a complete answer (already released)
 
 
 class ProxyRoutes:
-    """Pure ASGI middleware answering `/api/v1/<service>/...` with the forwarder, innermost of
-    the user middleware: request id, trace context, metrics and access log still apply, but the
-    request skips the framework's routing over every gateway route, its dependency machinery and
-    its exception middleware (problems are rendered here the same way). Anything else goes on to
-    the app."""
+    """The gateway's outermost ASGI app: `/api/v1/<service>/...` goes to the forwarder inside the
+    shared request context (request id, trace context, metrics, access log; a server span when
+    traces are exported); anything else goes to the FastAPI app with its whole middleware stack.
 
-    def __init__(self, app, forwarder: Forwarder, routes: dict[str, object]):
+    A proxied request thus skips the framework's error, telemetry and body-limit middleware,
+    its routing over every gateway route and its dependency machinery, which together cost as
+    much as the forwarding itself. Problems are rendered here as the app renders them, and any
+    other error goes to the app's own handler for unexpected errors (`unexpected`)."""
+
+    def __init__(self, app, forwarder: Forwarder, routes: dict[str, object], service: str, unexpected):
         self.app = app
         self.forwarder = forwarder
+        self.unexpected = unexpected
         # prefix "/api/v1/<service>/" -> (service, the route object metrics label it by)
         self.prefixes = {f"/api/v1/{name}/": (name, route) for name, route in routes.items()}
+        handler = self._forward
+        if tracing.enabled():
+            handler = tracing.ServerSpanMiddleware(handler, service)
+        self.proxied = RequestContextMiddleware(handler, service)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
@@ -298,15 +270,21 @@ class ProxyRoutes:
                 end = path.find("/", 8)
                 hit = self.prefixes.get(path[:end + 1]) if end > 0 else None
                 if hit is not None:
-                    service, route = hit
-                    scope["route"] = route
-                    request = Request(scope, receive)
-                    try:
-                        response = await self.forwarder.forward(service, request)
-                    except Problem as exc:
-                        response = problem_response(request, exc.status, code=exc.code, detail=exc.detail,
-                                                    title=exc.title, errors=exc.errors, headers=exc.headers)
-                    # Anything else propagates to the app's error handler, as from a route.
-                    await response(scope, receive, send)
+                    scope["route"] = hit[1]
+                    scope["gateway.service"] = hit[0]
+                    await self.proxied(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+    async def _forward(self, scope, receive, send):
+        request = Request(scope, receive)
+        try:
+            response = await self.forwarder.forward(scope["gateway.service"], request)
+        except Problem as exc:
+            response = problem_response(request, exc.status, code=exc.code, detail=exc.detail,
+                                        title=exc.title, errors=exc.errors, headers=exc.headers)
+        except Exception as exc:
+            response = await self.unexpected(request, exc)
+        # A streamed answer that breaks off propagates: the server ends the connection, as the
+        # caller cannot be told anything else once the answer has started.
+        await response(scope, receive, send)
