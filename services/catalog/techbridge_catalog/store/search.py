@@ -186,20 +186,30 @@ class Search:
     async def _text_hits(self, q: SearchQuery, cols: SearchColumns) -> tuple[np.ndarray, np.ndarray]:
         """Every text hit as (row in the columns, relevance score), from the text index alone."""
         if self.pg:
-            rows = (await self.s.execute(text(
-                "SELECT id, ts_rank(search_vector, plainto_tsquery('simple'::regconfig, :tsq)) FROM achievements "
-                "WHERE search_vector @@ plainto_tsquery('simple'::regconfig, :tsq)"), {"tsq": " ".join(q.text_tokens)})).all()
+            # Two arrays in one row: the driver decodes them whole, no result row per hit.
+            ids, ranks = (await self.s.execute(text(
+                "SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(r), '{}') FROM ("
+                "SELECT id, ts_rank(search_vector, plainto_tsquery('simple'::regconfig, :tsq)) AS r FROM achievements "
+                "WHERE search_vector @@ plainto_tsquery('simple'::regconfig, :tsq)) hits"),
+                {"tsq": " ".join(q.text_tokens)})).one()
             where = cols.where
-            at = np.fromiter((where.get(r[0], -1) for r in rows), np.int64, count=len(rows))
+            at = np.fromiter((where.get(i, -1) for i in ids), np.int64, count=len(ids))
+            scores = np.asarray(ranks, np.float64)
         else:
-            rows = (await self.s.execute(text(
-                "SELECT rowid, -bm25(achievement_fts, 10.0, 4.0, 1.0) FROM achievement_fts WHERE achievement_fts MATCH :fts"
-            ), {"fts": _fts_match(q.text_tokens)})).all()
-            rowids = np.fromiter((r[0] for r in rows), np.int64, count=len(rows))
+            # Straight from the driver: thousands of (rowid, score) pairs become one array
+            # without a result row object each (most of the CPU of a common word otherwise).
+            conn = await self.s.connection()
+            raw = (await conn.get_raw_connection()).driver_connection
+            async with raw.execute(
+                "SELECT rowid, -bm25(achievement_fts, 10.0, 4.0, 1.0) FROM achievement_fts WHERE achievement_fts MATCH ?",
+                (_fts_match(q.text_tokens),),
+            ) as cursor:
+                rows = await cursor.fetchall()
+            pairs = np.array(rows, np.float64).reshape(-1, 2)
+            rowids, scores = pairs[:, 0].astype(np.int64), pairs[:, 1]
             at = np.full(len(rows), -1, np.int64)
             inside = rowids < len(cols.fts_idx)
             at[inside] = cols.fts_idx[rowids[inside]]
-        scores = np.fromiter((r[1] for r in rows), np.float64, count=len(rows))
         known = at >= 0  # a row committed after the columns were brought up to date is left out
         return at[known], scores[known]
 
@@ -218,12 +228,22 @@ class Search:
             rows = [{"id": aid, "score": score} for aid, score, _ in page[: q.limit]]
             next_cursor = {"s": "relevance", "o": offset + len(rows)} if more else None
         else:
-            rows = (await self.s.execute(self._recent(q, viewer))).mappings().all()
-            more = len(rows) > q.limit
-            rows = rows[: q.limit]
-            last = rows[-1] if rows else None
-            next_cursor = {"s": "recency", "l": _iso(last["listed_at"]), "i": last["id"]} if more and last else None
-        return SearchResult(hits=await self._documents(rows), next_cursor=next_cursor, total=sel.total)
+            after = None
+            if q.cursor:
+                after = (_micros(datetime.fromisoformat(q.cursor["l"])), q.cursor["i"])
+            page = sel.newest(after, q.limit + 1)
+            more = len(page) > q.limit
+            rows = [{"id": aid, "score": None} for aid in page[: q.limit]]
+            next_cursor = {"s": "recency", "i": rows[-1]["id"]} if more else None
+        hits = await self._documents(rows)
+        if next_cursor and next_cursor["s"] == "recency":
+            # The cursor carries the listing time as the store gives it, as the SQL way does.
+            last = hits[-1].row["listed_at"] if hits and hits[-1].achievement_id == next_cursor["i"] else None
+            if last is None:  # (left out above: this session's snapshot is older than the columns)
+                last = _EPOCH + timedelta(microseconds=int(cols.rows["listed"][cols.where[next_cursor["i"]]]))
+                last = last if self.pg else last.replace(tzinfo=None)
+            next_cursor = {"s": "recency", "l": _iso(last), "i": next_cursor["i"]}
+        return SearchResult(hits=hits, next_cursor=next_cursor, total=sel.total)
 
     async def _documents(self, rows) -> list[SearchHit]:
         docs = {}
@@ -836,6 +856,27 @@ class _Selection:
         counts = np.bincount(self.g("owner")[self.without("institution")], minlength=len(c.owner_v.values))
         owners = [(v["value"], v["count"]) for v in _top(c.owner_v.values, counts)]
         return out, owners
+
+    def newest(self, after: tuple[int, str] | None, n: int) -> list[str]:
+        """Ids of the first n hits newest first (listing time, then id, descending), after the
+        cursor's (listing time, id) when there is one: the SQL keyset order."""
+        m = self.mask
+        rows = np.nonzero(m)[0] if self.hits is None else self.hits[m]
+        listed = self.c.rows["listed"][rows]
+        ids = self.c.ids
+        if after is not None:
+            at, last = after
+            before = listed < at
+            tied = np.nonzero(listed == at)[0]
+            if len(tied):
+                before[tied] = [ids[rows[i]] < last for i in tied]
+            rows, listed = rows[before], listed[before]
+        cand = np.arange(len(rows))
+        if len(rows) > 4 * n:
+            threshold = np.partition(listed, len(listed) - n)[len(listed) - n]
+            cand = np.nonzero(listed >= threshold)[0]
+        keyed = sorted(((int(listed[i]), ids[rows[i]]) for i in cand), reverse=True)
+        return [aid for _, aid in keyed[:n]]
 
     def page(self, scores: np.ndarray, offset: int, n: int) -> list[tuple[str, float, int]]:
         """(id, score, listed) of hits offset .. offset + n in relevance order: score, then
