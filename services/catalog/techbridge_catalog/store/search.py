@@ -7,7 +7,19 @@ abstracts) then newest listing then id; `recency` sorts by listing time then id.
 are disjunctive: each facet is counted with every filter except its own, so a client can offer
 the other values of a facet it already filters on.
 
-Where the counts come from:
+How a search is answered:
+- from the in-memory search columns (`SearchColumns`, below) unless the search names a region
+  prefix (which each store matches with its own LIKE) or they are switched off (`SNAPSHOT`):
+  each process holds, per engine, the searched values of every achievement (status, kind,
+  TRL, modes, owner, price, listing time, IPC codes; a few MB at 100,000) as numpy columns,
+  loaded on the first search and, before every search, brought up to date in that search's
+  read transaction from the search_changes log (migration 0005). The total, every facet and
+  the order of the page (relevance: score, listing time, id; recency: listing time, id) are
+  computed there; SQL is asked only for the text hits with their scores (FTS5 bm25 /
+  ts_rank, from the text index alone), the page's documents and the institutions' names.
+- otherwise by SQL alone, as follows.
+
+Where the counts come from when SQL alone answers:
 - a search without text, price or region conditions, over statuses everyone may see (or by a
   reviewer), reads them from the count tables the triggers of migration 0004 keep, whose size
   depends on the variety of the values, not on the number of listings: the kind, TRL, mode
@@ -28,7 +40,6 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import numpy as np
-
 from sqlalchemy import (
     Integer,
     String,
@@ -528,6 +539,28 @@ _IPC_SQL = "SELECT achievement_id, code_key, subclass FROM achievement_ipc"
 _COLUMNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+async def _raw_rows(s: AsyncSession, sql: str) -> list[tuple]:
+    """All rows of a query without parameters, straight from the driver (no result row
+    objects: a full load reads some 270,000 rows at 100,000 achievements)."""
+    conn = await s.connection()
+    raw = (await conn.get_raw_connection()).driver_connection
+    if s.bind.dialect.name == "postgresql":
+        return [tuple(r) for r in await raw.fetch(sql)]
+    async with raw.execute(sql) as cursor:
+        return await cursor.fetchall()
+
+
+def _micros_all(values) -> np.ndarray:
+    """Listing times as microseconds since 1970 (UTC), as the store gives them: ISO text
+    on SQLite (parsed at once), datetimes on PostgreSQL."""
+    if values and all(isinstance(v, str) for v in values):
+        try:
+            return np.asarray(values, "datetime64[us]").astype(np.int64)
+        except ValueError:
+            pass
+    return np.asarray([_micros(v) for v in values], np.int64)
+
+
 def _micros(value) -> int:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
@@ -551,6 +584,12 @@ class _Vocab:
             c = self.codes[value] = len(self.values)
             self.values.append(value)
         return c
+
+    def code_all(self, values: list) -> list[int]:
+        codes = self.codes
+        for v in set(values).difference(codes):
+            self.code(v)
+        return [codes[v] for v in values]
 
     def codes_of(self, values) -> list[int]:
         return [self.codes[v] for v in values if v in self.codes]
@@ -639,8 +678,8 @@ class SearchColumns:
         self.horizon = horizon
 
     async def _load(self, s: AsyncSession) -> None:
-        rows = (await s.execute(text(_ROW_SQL))).all()
-        ipc = (await s.execute(text(_IPC_SQL))).all()
+        rows = await _raw_rows(s, _ROW_SQL)
+        ipc = await _raw_rows(s, _IPC_SQL)
         self._clear()
         self._upsert(rows)
         self._add_codes(ipc)
@@ -674,31 +713,39 @@ class SearchColumns:
             return
         r = self.rows
         r.reserve(len(rows))
-        at = []
-        for row in rows:
-            idx = self.where.get(row[0])
-            if idx is None:
-                idx = self.where[row[0]] = len(self.ids)
-                self.ids.append(row[0])
-            at.append(idx)
+        if not self.ids:  # a full load
+            self.ids = [row[0] for row in rows]
+            self.where = dict(zip(self.ids, range(len(self.ids)), strict=True))
+            at = np.arange(len(self.ids), dtype=np.int64)
+        else:
+            at = []
+            for row in rows:
+                idx = self.where.get(row[0])
+                if idx is None:
+                    idx = self.where[row[0]] = len(self.ids)
+                    self.ids.append(row[0])
+                at.append(idx)
+            at = np.asarray(at, np.int64)
         r.n = len(self.ids)
-        at = np.asarray(at, np.int64)
-        sv, kv, ov, cv = self.status_v, self.kind_v, self.owner_v, self.cur_v
-        r.cols["status"][at] = [sv.code(x[1]) for x in rows]
-        r.cols["kind"][at] = [kv.code(x[2]) for x in rows]
-        r.cols["trl"][at] = [x[3] for x in rows]
-        r.cols["bits"][at] = [x[4] for x in rows]
-        r.cols["owner"][at] = [ov.code(x[5]) for x in rows]
+        _, status, kind, trl, bits, owner, cur, price, listed, fts = zip(*rows, strict=True)
+        r.cols["status"][at] = self.status_v.code_all(status)
+        r.cols["kind"][at] = self.kind_v.code_all(kind)
+        r.cols["trl"][at] = trl
+        r.cols["bits"][at] = bits
+        r.cols["owner"][at] = self.owner_v.code_all(owner)
         # A listing without an amount is outside every price range, as in SQL.
-        r.cols["cur"][at] = [cv.code(x[6]) if x[6] is not None and x[7] is not None else -1 for x in rows]
-        r.cols["price"][at] = [x[7] or 0 for x in rows]
-        r.cols["listed"][at] = [_micros(x[8]) for x in rows]
+        cur = [c if p is not None else None for c, p in zip(cur, price, strict=True)]
+        for c in set(cur).difference(self.cur_v.codes, {None}):
+            self.cur_v.code(c)
+        r.cols["cur"][at] = [-1 if c is None else self.cur_v.codes[c] for c in cur]
+        r.cols["price"][at] = [p or 0 for p in price]
+        r.cols["listed"][at] = _micros_all(listed)
         if not self.pg:
             old = r.cols["fts"][at]
             ok = (old > 0) & (old < len(self.fts_idx))
             o, a = old[ok], at[ok]
             self.fts_idx[o[self.fts_idx[o] == a]] = -1  # a row's former FTS rowid no longer leads to it
-            new = np.asarray([x[9] or 0 for x in rows], np.int64)
+            new = np.asarray([f or 0 for f in fts], np.int64)
             r.cols["fts"][at] = new
             top = int(new.max())
             if top >= len(self.fts_idx):
@@ -711,21 +758,16 @@ class SearchColumns:
     def _add_codes(self, ipc) -> None:
         if not ipc:
             return
-        where, cv, sv = self.where, self.code_v, self.sub_v
-        rows, codes, subs, seen = [], [], [], set()
-        sub_rows, sub_codes = [], []
-        for aid, key, sub in ipc:
-            idx = where.get(aid)
-            if idx is None:
-                continue
-            rows.append(idx)
-            c = cv.code(key)
-            codes.append(c)
-            subs.append(sv.code(sub))
-            if (idx, sub) not in seen:
-                seen.add((idx, sub))
-                sub_rows.append(idx)
-                sub_codes.append(subs[-1])
+        where, cv = self.where, self.code_v
+        aids, keys, subclasses = zip(*ipc, strict=True)
+        rows = np.asarray([where.get(a, -1) for a in aids], np.int64)
+        codes = np.asarray(cv.code_all(keys), np.int64)
+        subs = np.asarray(self.sub_v.code_all(subclasses), np.int64)
+        known = rows >= 0
+        rows, codes, subs = rows[known], codes[known], subs[known]
+        # (row, subclass) once each: an achievement counts once per subclass.
+        pairs = np.unique(rows * (len(self.sub_v.values) + 1) + subs)
+        sub_rows, sub_codes = pairs // (len(self.sub_v.values) + 1), pairs % (len(self.sub_v.values) + 1)
         if len(cv.values) > len(self.code_sub):
             grown = np.zeros(len(cv.values), np.int32)
             grown[: len(self.code_sub)] = self.code_sub
