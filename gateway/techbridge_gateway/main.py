@@ -44,6 +44,21 @@ PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 log = logging.getLogger(__name__)
 
 
+class GatewayApp(FastAPI):
+    """The gateway's app: a request to forward is answered before the framework sees it
+    (`ProxyRoutes`, set up with the app); anything else is the framework's."""
+
+    proxy: ProxyRoutes | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        proxy = self.proxy
+        if proxy is not None and scope["type"] == "http" and proxy.claim(scope):
+            scope["app"] = self
+            await proxy.handle(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def build_spec(settings: Settings | None = None) -> ServiceSpec:
     settings = settings or load_settings(Settings)
     ctx = GatewayContext(settings)
@@ -58,6 +73,7 @@ def build_spec(settings: Settings | None = None) -> ServiceSpec:
                  events_api.router, console_router],
         subscriptions=[event_subscription(ctx)],
         lifespan_hooks=(run_parts,),
+        app_class=GatewayApp,
     )
     spec.configure_app = lambda app: _configure(app, ctx)
     return spec
@@ -147,13 +163,13 @@ async def write_dev_clients(ctx: GatewayContext) -> None:
     )
 
 
-def _configure(app: FastAPI, ctx: GatewayContext) -> None:
+def _configure(app: GatewayApp, ctx: GatewayContext) -> None:
     parts = GatewayParts(app, ctx)
     app.state.gateway = ctx
     app.state.parts = parts
 
-    # Proxied paths are answered ahead of the framework's middleware stack (ProxyRoutes); the
-    # routes are there for the metrics' labels and for anything that lists the app's routes.
+    # Proxied paths are answered ahead of the framework (GatewayApp, ProxyRoutes); the routes
+    # are there for the metrics' labels and for anything that lists the app's routes.
     routes = {}
     for service in ctx.settings.upstreams():
         async def endpoint(request: Request, _service=service):
@@ -161,10 +177,7 @@ def _configure(app: FastAPI, ctx: GatewayContext) -> None:
 
         app.add_route(f"/api/v1/{service}/{{path:path}}", endpoint, methods=PROXY_METHODS, include_in_schema=False)
         routes[service] = app.router.routes[-1]
-    build_stack = app.build_middleware_stack
-    app.build_middleware_stack = lambda: ProxyRoutes(
-        build_stack(), forwarder=parts.forwarder, routes=routes, service=SERVICE,
-        unexpected=app.exception_handlers[Exception])
+    app.proxy = ProxyRoutes(parts.forwarder, routes, service=SERVICE, unexpected=app.exception_handlers[Exception])
 
     # The merged document replaces the gateway's own at /openapi.json; /docs renders it.
     app.openapi = parts.openapi.merged
@@ -184,5 +197,5 @@ def _configure(app: FastAPI, ctx: GatewayContext) -> None:
 
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None) -> GatewayApp:
     return create_service_app(build_spec(settings))

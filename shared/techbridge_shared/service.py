@@ -57,6 +57,8 @@ class ServiceSpec:
     # Entered while the app lives, after the runtime started (background loops, client
     # pools, workers); exited in reverse order before it stops.
     lifespan_hooks: Sequence[Callable[[FastAPI], contextlib.AbstractAsyncContextManager]] = ()
+    # A FastAPI subclass for a service that answers some requests before the framework does.
+    app_class: type[FastAPI] = FastAPI
 
     @property
     def outbox(self) -> Table:
@@ -224,7 +226,7 @@ def create_app(spec: ServiceSpec, runtime: ServiceRuntime | None = None) -> Fast
             if owned:
                 await runtime.stop()
 
-    app = FastAPI(
+    app = spec.app_class(
         title=spec.title or f"Techbridge {spec.name}",
         description=spec.description,
         version=spec.version,

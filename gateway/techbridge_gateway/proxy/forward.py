@@ -243,17 +243,16 @@ async def _stream(upstream: UpstreamResponse):
 
 
 class ProxyRoutes:
-    """The gateway's outermost ASGI app: `/api/v1/<service>/...` goes to the forwarder inside the
-    shared request context (request id, trace context, metrics, access log; a server span when
-    traces are exported); anything else goes to the FastAPI app with its whole middleware stack.
+    """Answers `/api/v1/<service>/...` with the forwarder inside the shared request context
+    (request id, trace context, metrics, access log; a server span when traces are exported),
+    ahead of the framework (see `GatewayApp`).
 
     A proxied request thus skips the framework's error, telemetry and body-limit middleware,
     its routing over every gateway route and its dependency machinery, which together cost as
     much as the forwarding itself. Problems are rendered here as the app renders them, and any
     other error goes to the app's own handler for unexpected errors (`unexpected`)."""
 
-    def __init__(self, app, forwarder: Forwarder, routes: dict[str, object], service: str, unexpected):
-        self.app = app
+    def __init__(self, forwarder: Forwarder, routes: dict[str, object], service: str, unexpected):
         self.forwarder = forwarder
         self.unexpected = unexpected
         # prefix "/api/v1/<service>/" -> (service, the route object metrics label it by)
@@ -261,20 +260,19 @@ class ProxyRoutes:
         handler = self._forward
         if tracing.enabled():
             handler = tracing.ServerSpanMiddleware(handler, service)
-        self.proxied = RequestContextMiddleware(handler, service)
+        self.handle = RequestContextMiddleware(handler, service)
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            if path.startswith("/api/v1/"):
-                end = path.find("/", 8)
-                hit = self.prefixes.get(path[:end + 1]) if end > 0 else None
-                if hit is not None:
-                    scope["route"] = hit[1]
-                    scope["gateway.service"] = hit[0]
-                    await self.proxied(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+    def claim(self, scope) -> bool:
+        """Whether this HTTP request is one to forward (noted in its scope)."""
+        path: str = scope["path"]
+        if not path.startswith("/api/v1/"):
+            return False
+        end = path.find("/", 8)
+        hit = self.prefixes.get(path[:end + 1]) if end > 0 else None
+        if hit is None:
+            return False
+        scope["gateway.service"], scope["route"] = hit
+        return True
 
     async def _forward(self, scope, receive, send):
         request = Request(scope, receive)
