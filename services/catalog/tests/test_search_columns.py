@@ -239,3 +239,32 @@ async def test_a_transfer_moves_the_counts(store_url, kafka_bootstrap, tmp_path)
         assert (await same(api, BUYER))["total"] == 1
         body = await same(api, BUYER, status=["published", "transferred"])
         assert counts(body, "status") == {"published": 1, "transferred": 1}
+
+
+async def test_listings_of_one_instant_page_by_id_either_way(replicas, store_url):
+    """A bulk import lists its rows at one instant: recency pages then run on the id alone."""
+    a, b = replicas
+    u = f"org-t-{uuid.uuid4().hex[:6]}"
+    await a.register_org(name="甲大学", org_id=u)
+    rows = [achievement(trl=1 + n % 3, ip_records=rec()) for n in range(7)]
+    r = await a.post(f"{A}/import", who(u, "institution"),
+                     content="\n".join(json.dumps(x, ensure_ascii=False) for x in rows).encode(),
+                     headers={"content-type": "application/x-ndjson"})
+    assert r.status_code == 200 and r.json()["imported"] == 7, r.text
+    engine = create_async_engine(store_url)
+    try:
+        async with engine.connect() as conn:
+            instants = (await conn.execute(text("SELECT count(DISTINCT listed_at) FROM achievements "
+                                                "WHERE owner_org_id = :u"), {"u": u})).scalar_one()
+    finally:
+        await engine.dispose()
+    assert instants == 1
+    for params in ({"sort": "recency"}, {"q": "电池", "sort": "recency"}, {"q": "电池"}):
+        cursor, seen = None, []
+        while True:
+            body = await same(b, REVIEWER, status="draft", limit=2, **params, **({"cursor": cursor} if cursor else {}))
+            seen += [i["achievement_id"] for i in body["items"]]
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+        assert len(seen) == len(set(seen)) == 7, params

@@ -203,8 +203,7 @@ class Search:
                 "SELECT id, ts_rank(search_vector, plainto_tsquery('simple'::regconfig, :tsq)) AS r FROM achievements "
                 "WHERE search_vector @@ plainto_tsquery('simple'::regconfig, :tsq)) hits"),
                 {"tsq": " ".join(q.text_tokens)})).one()
-            where = cols.where
-            at = np.fromiter((where.get(i, -1) for i in ids), np.int64, count=len(ids))
+            at = cols.rows_of(ids)
             scores = np.asarray(ranks, np.float64)
         else:
             # Straight from the driver: thousands of (rowid, score) pairs become one array
@@ -236,7 +235,7 @@ class Search:
             offset = int((q.cursor or {}).get("o", 0))
             page = sel.page(scores, offset, q.limit + 1)
             more = len(page) > q.limit
-            rows = [{"id": aid, "score": score} for aid, score, _ in page[: q.limit]]
+            rows = [{"id": aid, "score": score} for aid, score in page[: q.limit]]
             next_cursor = {"s": "relevance", "o": offset + len(rows)} if more else None
         else:
             after = None
@@ -646,6 +645,35 @@ class SearchColumns:
         self.code_v, self.sub_v = _Vocab(), _Vocab()
         self.code_sub = np.zeros(0, np.int32)  # IPC code -> subclass code
         self._prefix_memo: dict[tuple, np.ndarray] = {}
+        self._by_id: tuple | None = None
+
+    def _ids_sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids sorted, their rows, each row's place in id order), rebuilt when ids were added."""
+        if self._by_id is None or self._by_id[0] != len(self.ids):
+            ids = np.asarray(self.ids) if self.ids else np.zeros(0, "U1")
+            order = np.argsort(ids, kind="stable")
+            rank = np.empty(len(ids), np.int64)
+            rank[order] = np.arange(len(ids))
+            self._by_id = (len(self.ids), ids[order], order, rank)
+        return self._by_id[1:]
+
+    def id_rank(self) -> np.ndarray:
+        return self._ids_sorted()[2]
+
+    def rank_of(self, achievement_id: str) -> float:
+        """Where an id falls in id order (between two ranks when it is not a known id)."""
+        ids, _, _ = self._ids_sorted()
+        at = int(np.searchsorted(ids, achievement_id))
+        return at if at < len(ids) and ids[at] == achievement_id else at - 0.5
+
+    def rows_of(self, achievement_ids: list[str]) -> np.ndarray:
+        """The rows of these ids, -1 for ids the columns do not hold."""
+        ids, order, _ = self._ids_sorted()
+        if not len(ids) or not achievement_ids:
+            return np.full(len(achievement_ids), -1, np.int64)
+        wanted = np.asarray(achievement_ids)
+        at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+        return np.where(ids[at] == wanted, order[at], -1)
 
     def lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -905,34 +933,35 @@ class _Selection:
         m = self.mask
         rows = np.nonzero(m)[0] if self.hits is None else self.hits[m]
         listed = self.c.rows["listed"][rows]
-        ids = self.c.ids
+        rank = self.c.id_rank()
         if after is not None:
             at, last = after
-            before = listed < at
-            tied = np.nonzero(listed == at)[0]
-            if len(tied):
-                before[tied] = [ids[rows[i]] < last for i in tied]
+            before = (listed < at) | ((listed == at) & (rank[rows] < self.c.rank_of(last)))
             rows, listed = rows[before], listed[before]
-        cand = np.arange(len(rows))
-        if len(rows) > 4 * n:
-            threshold = np.partition(listed, len(listed) - n)[len(listed) - n]
-            cand = np.nonzero(listed >= threshold)[0]
-        keyed = sorted(((int(listed[i]), ids[rows[i]]) for i in cand), reverse=True)
-        return [aid for _, aid in keyed[:n]]
+        return self._first(rows, listed, None, 0, n)
 
-    def page(self, scores: np.ndarray, offset: int, n: int) -> list[tuple[str, float, int]]:
-        """(id, score, listed) of hits offset .. offset + n in relevance order: score, then
-        newest listing, then id, all descending (the SQL order)."""
+    def page(self, scores: np.ndarray, offset: int, n: int) -> list[tuple[str, float]]:
+        """(id, score) of hits offset .. offset + n in relevance order: score, then newest
+        listing, then id, all descending (the SQL order)."""
         m = self.mask
         rows, sc = self.hits[m], scores[m]
+        return self._first(rows, sc, self.c.rows["listed"][rows], offset, n)
+
+    def _first(self, rows, key, then, offset: int, n: int) -> list:
+        """Rows offset .. offset + n by (key, then, id) descending: a partial sort keeps the
+        rows at or above the k-th key (ties included), and only those are sorted fully."""
         k = offset + n
-        cand = np.arange(len(rows))
         if len(rows) > 4 * k:
-            threshold = np.partition(sc, len(sc) - k)[len(sc) - k]
-            cand = np.nonzero(sc >= threshold)[0]  # every tie at the threshold too
-        listed, ids = self.c.rows["listed"], self.c.ids
-        keyed = sorted(((float(sc[i]), int(listed[rows[i]]), ids[rows[i]]) for i in cand), reverse=True)
-        return [(aid, score, at) for score, at, aid in keyed[offset: offset + n]]
+            threshold = np.partition(key, len(key) - k)[len(key) - k]
+            keep = key >= threshold
+            rows, key = rows[keep], key[keep]
+            then = then[keep] if then is not None else None
+        rank = self.c.id_rank()[rows]
+        order = np.lexsort((rank, key) if then is None else (rank, then, key))[::-1][offset: offset + n]
+        ids = self.c.ids
+        if then is None:
+            return [ids[rows[i]] for i in order]
+        return [(ids[rows[i]], float(key[i])) for i in order]
 
 
 def _top(values: list, counts: np.ndarray) -> list[dict]:
