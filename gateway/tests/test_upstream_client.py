@@ -94,7 +94,7 @@ def client(port: int, **overrides) -> Upstream:
     return Upstream(f"http://127.0.0.1:{port}", **options)
 
 
-async def fetch(up: Upstream, method: str = "GET", target: str = "/x", headers=(), body=None, body_length=None):
+async def fetch(up: Upstream, method: str = "GET", target: bytes = b"/x", headers=(), body=None, body_length=None):
     response = await up.request(method, target, list(headers), body, body_length=body_length)
     return response.status, await response.read(), response
 
@@ -103,7 +103,7 @@ async def test_keep_alive_connection_is_reused_and_requests_arrive_as_sent():
     async with ScriptedServer(lambda r: ok(r["target"].encode())) as srv:
         up = client(srv.port)
         for i in range(3):
-            status, body, _ = await fetch(up, target=f"/a/{i}?q=%E9%94%82", headers=[("x-one", "1")])
+            status, body, _ = await fetch(up, target=f"/a/{i}?q=%E9%94%82".encode(), headers=[(b"x-one", b"1")])
             assert (status, body) == (200, f"/a/{i}?q=%E9%94%82".encode())
         assert srv.connections == 1
         assert srv.requests[0]["headers"]["host"] == f"127.0.0.1:{srv.port}"
@@ -116,7 +116,7 @@ async def test_path_prefix_of_the_base_url_is_kept():
     async with ScriptedServer(lambda r: ok(r["target"].encode())) as srv:
         up = Upstream(f"http://127.0.0.1:{srv.port}/inner/", max_connections=2, keepalive_s=30,
                       connect_timeout_s=1, read_timeout_s=2)
-        assert (await fetch(up, target="/api/v1/x"))[1] == b"/inner/api/v1/x"
+        assert (await fetch(up, target=b"/api/v1/x"))[1] == b"/inner/api/v1/x"
         await up.aclose()
 
 
@@ -124,7 +124,7 @@ async def test_chunked_answer_is_decoded_and_the_connection_reused():
     chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
     async with ScriptedServer(lambda r: chunked) as srv:
         up = client(srv.port)
-        response = await up.request("GET", "/", [])
+        response = await up.request("GET", b"/", [])
         assert response.content_length is None
         assert b"".join([c async for c in response.iter_chunks()]) == b"hello world"
         status, body, _ = await fetch(up)
@@ -178,7 +178,7 @@ async def test_stale_connection_is_retried_once_for_safe_requests_only():
         with pytest.raises(ConnectionBroken):
             await fetch(up, "POST", body=b"{}")  # not safe to send twice
         assert (await fetch(up))[0] == 200
-        assert (await fetch(up, "POST", headers=[("Idempotency-Key", "k1")], body=b"{}"))[0] == 200
+        assert (await fetch(up, "POST", headers=[(b"Idempotency-Key", b"k1")], body=b"{}"))[0] == 200
         assert srv.connections == 4
         assert [r["method"] for r in srv.requests if r["index"] == 1] == ["GET", "GET", "GET", "POST"]
         await up.aclose()
@@ -202,7 +202,7 @@ async def test_read_timeout():
     async with ScriptedServer(answer) as srv:
         up = client(srv.port, read_timeout_s=0.2)
         with pytest.raises(ReadTimeout):
-            await up.request("GET", "/", [])
+            await up.request("GET", b"/", [])
         await up.aclose()
 
 
@@ -211,7 +211,7 @@ async def test_nothing_listening_is_a_connect_failure():
         port = srv.port
     up = client(port)
     with pytest.raises(ConnectFailed):
-        await up.request("GET", "/", [])
+        await up.request("GET", b"/", [])
     assert up.open_connections == 0
 
 
@@ -225,11 +225,11 @@ async def test_pool_limit_queues_requests_and_gives_up_after_the_connect_timeout
 
     async with ScriptedServer(answer) as srv:
         up = client(srv.port, max_connections=1, connect_timeout_s=0.2)
-        slow = asyncio.ensure_future(fetch(up, target="/slow"))
+        slow = asyncio.ensure_future(fetch(up, target=b"/slow"))
         await asyncio.sleep(0.05)
         with pytest.raises(ConnectFailed):
-            await fetch(up, target="/fast")  # the only connection stays busy past the timeout
-        waiting = asyncio.ensure_future(fetch(up, target="/fast"))
+            await fetch(up, target=b"/fast")  # the only connection stays busy past the timeout
+        waiting = asyncio.ensure_future(fetch(up, target=b"/fast"))
         await asyncio.sleep(0.05)
         release.set()
         assert (await slow)[0] == 200 and (await waiting)[0] == 200
@@ -264,7 +264,7 @@ async def test_an_early_answer_stops_the_upload_and_retires_the_connection():
 
     async with ScriptedServer(lambda r: b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n") as srv:
         up = client(srv.port)
-        status, _, _ = await fetch(up, "POST", headers=[("x-answer-early", "1")], body=endless(), body_length=10**9)
+        status, _, _ = await fetch(up, "POST", headers=[(b"x-answer-early", b"1")], body=endless(), body_length=10**9)
         assert status == 413
         await fetch(up)
         assert srv.connections == 2  # the cut connection was not used again
@@ -274,7 +274,7 @@ async def test_an_early_answer_stops_the_upload_and_retires_the_connection():
 async def test_connection_broken_mid_answer():
     async with ScriptedServer(lambda r: (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part", True)) as srv:
         up = client(srv.port)
-        response = await up.request("GET", "/", [])
+        response = await up.request("GET", b"/", [])
         with pytest.raises(ConnectionBroken):
             await response.read()
         assert up.open_connections == 0

@@ -12,8 +12,9 @@ import asyncio
 import logging
 from urllib.parse import parse_qsl
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import StreamingResponse
 
 from techbridge_shared import tracing
 from techbridge_shared.errors import FieldError, Problem, Unauthorized, ValidationFailed, problem_response
@@ -35,13 +36,13 @@ HOP_BY_HOP = frozenset({
 })
 # Never passed on to a service: credentials are replaced by the signed identity, and identity
 # headers only ever come from the gateway itself.
-REQUEST_DROP = HOP_BY_HOP | {
+REQUEST_DROP = frozenset(h.encode() for h in HOP_BY_HOP | {
     "host", "authorization", "x-api-key", IDENTITY_HEADER.lower(), SIGNATURE_HEADER.lower(),
     "x-request-id", "traceparent", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded",
     # Framing is the gateway's own on the way to the service; a 100-continue was the gateway's
     # to answer (the server did, by reading the body).
     "content-length", "expect",
-}
+})
 RESPONSE_DROP = frozenset(h.encode() for h in HOP_BY_HOP | {"server", "date", "x-request-id"})
 
 
@@ -69,12 +70,41 @@ class UriTooLong(Problem):
     status, code = 414, "uri_too_long"
 
 
-def _connection_tokens(headers) -> set[str]:
-    tokens = set()
-    values = headers.getlist("connection") if hasattr(headers, "getlist") else headers.get_list("connection")
-    for value in values:
-        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
-    return tokens
+class _CallerHeaders:
+    """What forwarding needs from the caller's headers, found in one pass over them: the ones
+    passed on, the credentials, and the few the gateway reads itself."""
+
+    __slots__ = ("passed_on", "credentials", "forwarded_for", "host", "content_length", "has_body")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]):
+        passed_on = []
+        credentials = []
+        connection_tokens: set[bytes] = set()
+        forwarded_for: list[bytes] = []
+        self.host = b""
+        self.content_length: bytes | None = None
+        self.has_body = False
+        for name, value in raw:
+            if name not in REQUEST_DROP:
+                passed_on.append((name, value))
+            elif name == b"authorization" or name == b"x-api-key":
+                credentials.append((name, value))
+            elif name == b"connection":  # names further hop-by-hop headers
+                connection_tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+            elif name == b"x-forwarded-for":
+                forwarded_for.append(value)
+            elif name == b"host":
+                self.host = value
+            elif name == b"content-length":
+                self.content_length = value
+                self.has_body = True
+            elif name == b"transfer-encoding":
+                self.has_body = True
+        if connection_tokens:
+            passed_on = [(n, v) for n, v in passed_on if n not in connection_tokens]
+        self.passed_on = passed_on
+        self.credentials = Headers(raw=credentials)
+        self.forwarded_for = b", ".join(forwarded_for)
 
 
 def check_request_limits(ctx: GatewayContext, request: Request) -> None:
@@ -145,46 +175,45 @@ class Forwarder:
         for upstream in self.upstreams.values():
             await upstream.aclose()
 
-    async def forward(self, service: str, request: Request) -> Response:
+    async def forward(self, service: str, request: Request) -> _Answer | StreamingResponse:
         ctx = self.ctx
         scope = request.scope
         path = scope["path"]
         if "/../" in path + "/" or "/./" in path + "/" or "//" in path:
             raise ValidationFailed("the path must not contain empty, '.' or '..' segments")
         check_request_limits(ctx, request)
-        req_headers = request.headers
-        identity = await authenticate(ctx, req_headers)
+        caller = _CallerHeaders(scope["headers"])
+        identity = await authenticate(ctx, caller.credentials)
         if identity is None:
             raise Unauthorized("an access token (Authorization: Bearer ...) or an API key is required",
                                headers={"WWW-Authenticate": BEARER_CHALLENGE})
         rate_limit(ctx, identity.client_id or f"{identity.kind}:{identity.sub}")
 
         method = scope["method"]
-        drop = REQUEST_DROP | _connection_tokens(req_headers) if "connection" in req_headers else REQUEST_DROP
-        headers = [(k, v) for k, v in req_headers.items() if k not in drop]
         client = scope.get("client")
-        client_host = client[0] if client else ""
-        prior = req_headers.get("x-forwarded-for")
+        client_host = client[0].encode() if client else b""
+        headers = caller.passed_on
         headers += [
-            ("x-forwarded-for", f"{prior}, {client_host}" if prior else client_host),
-            ("x-forwarded-proto", scope.get("scheme", "http")),
-            ("x-forwarded-host", req_headers.get("host", "")),
-            ("x-request-id", request_id_var.get() or ""),
-            ("traceparent", outgoing_traceparent()),
+            (b"x-forwarded-for", caller.forwarded_for + b", " + client_host if caller.forwarded_for else client_host),
+            (b"x-forwarded-proto", scope.get("scheme", "http").encode()),
+            (b"x-forwarded-host", caller.host),
+            (b"x-request-id", (request_id_var.get() or "").encode()),
+            (b"traceparent", outgoing_traceparent().encode()),
         ]
-        headers += identity_headers(identity, ctx.settings.internal_auth_secret, method, path).items()
+        headers += [(name.encode(), value.encode()) for name, value in
+                    identity_headers(identity, ctx.settings.internal_auth_secret, method, path).items()]
 
-        length = req_headers.get("content-length")
+        length = caller.content_length
         upload: _Upload | None = None
         body: bytes | object | None = None
         if length is not None and int(length) <= self.BUFFER_LIMIT:
-            body = await request.body() if length != "0" else b""
-        elif length is not None or "transfer-encoding" in req_headers:
+            body = await request.body() if length != b"0" else b""
+        elif caller.has_body:
             upload = _Upload(request, ctx.settings.max_body_bytes)
             body = upload.chunks()
-        target = (scope.get("raw_path") or path.encode()).decode("latin-1")
+        target = scope.get("raw_path") or path.encode()
         if scope.get("query_string"):
-            target += "?" + scope["query_string"].decode("latin-1")
+            target += b"?" + scope["query_string"]
         try:
             upstream = await self.upstreams[service].request(
                 method, target, headers, body, body_length=int(length) if upload and length is not None else None)
@@ -206,9 +235,8 @@ class Forwarder:
             except Exception as exc:
                 upstream.close()
                 raise self._failure(service, exc, upload) from None
-            response = Response(answer, status_code=upstream.status)
-        else:
-            response = StreamingResponse(_stream(upstream), status_code=upstream.status)
+            return _Answer(upstream.status, response_headers, answer)
+        response = StreamingResponse(_stream(upstream), status_code=upstream.status)
         response.raw_headers = response_headers
         return response
 
@@ -231,6 +259,20 @@ class Forwarder:
             log.error("forwarding to %s failed", service, exc_info=exc)
         return UpstreamUnavailable(f"{service} is not reachable at the moment; retry later",
                                    headers={"Retry-After": "5"})
+
+
+class _Answer:
+    """A whole answer as the service gave it (status, headers as received, body), sent as two
+    ASGI messages without a framework response's header building."""
+
+    __slots__ = ("status_code", "raw_headers", "body")
+
+    def __init__(self, status_code: int, raw_headers: list[tuple[bytes, bytes]], body: bytes):
+        self.status_code, self.raw_headers, self.body = status_code, raw_headers, body
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 async def _stream(upstream: UpstreamResponse):

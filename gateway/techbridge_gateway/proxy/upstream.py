@@ -63,7 +63,8 @@ class Upstream:
         self.ssl = ssl.create_default_context() if url.scheme == "https" else None
         self.prefix = url.path.rstrip("/")
         default_port = self.port == (443 if self.ssl else 80)
-        self._host_line = f"Host: {url.hostname if default_port else f'{url.hostname}:{self.port}'}\r\n"
+        self._host_line = f"Host: {url.hostname if default_port else f'{url.hostname}:{self.port}'}\r\n".encode()
+        self._prefix = self.prefix.encode()
         self.max_connections = max_connections
         self.keepalive_s = keepalive_s
         self.connect_timeout_s = connect_timeout_s
@@ -77,18 +78,18 @@ class Upstream:
     def open_connections(self) -> int:
         return self._open
 
-    async def request(self, method: str, target: str, headers: list[tuple[str, str]],
+    async def request(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
                       body: bytes | AsyncIterator[bytes] | None = None,
                       body_length: int | None = None) -> UpstreamResponse:
         """Send a request and return once the answer's status and headers have arrived.
 
-        `target` is the path and query (percent-encoded as received); `headers` must not hold
+        `target` is the path and query (percent-encoded, as received); `headers` must not hold
         Host or framing headers (Content-Length, Transfer-Encoding): those are written here.
         `body` is bytes, or an async iterator of chunks (`body_length` bytes in all when known,
         else sent chunked). The caller must `release()` or `close()` the response."""
         head = self._head(method, target, headers, body, body_length)
         retry_allowed = not isinstance(body, AsyncIterator) and (
-            method in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k, _ in headers))
+            method in IDEMPOTENT_METHODS or any(k.lower() == b"idempotency-key" for k, _ in headers))
         while True:
             conn, reused = await self._acquire()
             try:
@@ -102,17 +103,17 @@ class Upstream:
                 conn.close()
                 raise
 
-    def _head(self, method: str, target: str, headers: list[tuple[str, str]],
+    def _head(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
               body, body_length: int | None) -> bytes:
-        lines = [f"{method} {self.prefix}{target} HTTP/1.1\r\n", self._host_line]
-        lines += [f"{name}: {value}\r\n" for name, value in headers]
+        lines = [b"%s %s%s HTTP/1.1\r\n" % (method.encode(), self._prefix, target), self._host_line]
+        lines += [b"%s: %s\r\n" % pair for pair in headers]
         if isinstance(body, bytes):
-            lines.append(f"Content-Length: {len(body)}\r\n")
+            lines.append(b"Content-Length: %d\r\n" % len(body))
         elif body is not None:
-            lines.append(f"Content-Length: {body_length}\r\n" if body_length is not None
-                         else "Transfer-Encoding: chunked\r\n")
-        lines.append("\r\n")
-        return "".join(lines).encode("latin-1")
+            lines.append(b"Content-Length: %d\r\n" % body_length if body_length is not None
+                         else b"Transfer-Encoding: chunked\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
 
     # --- the pool ---------------------------------------------------------------------------------
     async def _acquire(self) -> tuple[_Connection, bool]:
