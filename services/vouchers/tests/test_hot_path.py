@@ -144,3 +144,133 @@ async def test_idempotency_key_replays_on_the_hot_path_even_before_the_first_rea
         assert await _state(api, vid) == (45, 0, 3)  # issue, reserve, settle: each once
         check = await api.check()
         assert check["ok"], check["problems"]
+
+
+# --- reads without locks, checked at the write ------------------------------------------------
+
+def _between_read_and_write(monkeypatch, method: str, meanwhile) -> list[bool]:
+    """Run `meanwhile()` once, right after the first read a command makes without locks; return
+    the `lock` flag of every read, so a test sees whether the command ran again under the lock."""
+    original = getattr(hot.HotRepository, method)
+    reads: list[bool] = []
+
+    async def read_then_interfere(self, *args, **kw):
+        reads.append(self._lock)
+        found = await original(self, *args, **kw)
+        if not self._lock and len(reads) == 1:
+            await meanwhile()
+        return found
+
+    monkeypatch.setattr(hot.HotRepository, method, read_then_interfere)
+    return reads
+
+
+def _retries() -> int:
+    from techbridge_vouchers.store.transact import retries
+    return retries.get("unlocked_read_changed", 0)
+
+
+async def test_a_command_whose_reads_did_not_change_writes_once_without_locks(pg_url_factory, api_factory,
+                                                                             monkeypatch):
+    locks: list[bool] = []
+    original = hot.HotRepository.flush
+
+    async def recording(self, events, idempotency, **kw):
+        locks.append(self._lock)
+        return await original(self, events, idempotency, **kw)
+
+    monkeypatch.setattr(hot.HotRepository, "flush", recording)
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api)
+        before = _retries()
+        red = await api.ok("POST", "/redemptions", agency, json=api.redemption_body(
+            {"id": vid, "enterprise_org_id": "ent-h"}, 10, 20), status=201)
+        await api.ok("POST", f"/redemptions/{red['id']}/settle", api.gov)
+        assert locks == [False, False] and _retries() == before  # one write each, no second run
+        assert await _state(api, vid) == (40, 0, 3)
+        check = await api.check()
+        assert check["ok"], check["problems"]
+
+
+async def test_a_voucher_frozen_after_the_read_refuses_the_reservation(pg_url_factory, api_factory, monkeypatch):
+    """Freezing moves no money and no chain head: only the row version shows the reservation
+    was decided on an active voucher that is no longer active."""
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api)
+        before_state = await _state(api, vid)
+
+        async def freeze():
+            await api.ok("POST", f"/vouchers/{vid}/freeze", api.gov, json={"reason": "audit"})
+
+        reads = _between_read_and_write(monkeypatch, "reservation_context", freeze)
+        before = _retries()
+        r = await api.call("POST", "/redemptions", agency, json=api.redemption_body(
+            {"id": vid, "enterprise_org_id": "ent-h"}, 10, 20), key="k-frozen")
+        assert r.status_code == 409 and r.json()["code"] == "voucher_frozen", r.text
+        assert reads == [False, True] and _retries() == before + 1  # ran again under the lock
+        assert await _state(api, vid) == before_state  # nothing was reserved
+        check = await api.check()
+        assert check["ok"], check["problems"]
+
+
+async def test_a_reservation_voided_after_the_read_is_not_settled(pg_url_factory, api_factory, monkeypatch):
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api)
+        red = await api.ok("POST", "/redemptions", agency, json=api.redemption_body(
+            {"id": vid, "enterprise_org_id": "ent-h"}, 10, 20), status=201)
+
+        async def void():
+            await api.ok("POST", f"/redemptions/{red['id']}/void", agency, json={"reason": "cancelled"})
+
+        reads = _between_read_and_write(monkeypatch, "lock_redemption", void)
+        r = await api.call("POST", f"/redemptions/{red['id']}/settle", api.gov, key="k-settle")
+        assert r.status_code == 409 and r.json()["code"] == "redemption_voided", r.text
+        assert reads == [False, False, True]  # the settlement's read, the void's, the settlement under the lock
+        got = await api.ok("GET", f"/redemptions/{red['id']}", api.gov, key=None)
+        assert got["state"] == "voided"
+        assert await _state(api, vid) == (50, 0, 3)  # issue, reserve, void: no settlement
+        check = await api.check()
+        assert check["ok"], check["problems"]
+
+
+async def test_a_key_answered_after_the_read_replays_that_answer(pg_url_factory, api_factory, monkeypatch):
+    """Two requests with one key, the second answered between the first's read and its write:
+    the first finds the key taken when it writes, runs again under the lock and replays."""
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api)
+        body = api.redemption_body({"id": vid, "enterprise_org_id": "ent-h"}, 10, 20)
+        answers = []
+
+        async def same_key():
+            answers.append(await api.call("POST", "/redemptions", agency, json=body, key="k-same"))
+
+        reads = _between_read_and_write(monkeypatch, "reservation_context", same_key)
+        first = await api.call("POST", "/redemptions", agency, json=body, key="k-same")
+        assert answers[0].status_code == first.status_code == 201, first.text
+        assert first.json() == answers[0].json() and first.headers.get("Idempotent-Replayed") == "true"
+        assert reads == [False, False, True]  # the first's read, the second's, the first under the lock
+        assert await _state(api, vid) == (40, 10, 2)  # one reservation
+        check = await api.check()
+        assert check["ok"], check["problems"]
+
+
+async def test_a_balance_moved_under_an_unchanged_row_runs_again_under_the_lock(pg_url_factory, api_factory,
+                                                                              monkeypatch):
+    """Only the overdraft guard sees this one (no code path moves a voucher's money without
+    touching its row; a writer bypassing that is simulated): the command is not refused on the
+    unlocked read's word but decided again under the lock, where the domain refuses it."""
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api, 50)
+        pool = await hot.pool_for(api.runtime.db, 2)
+
+        async def drain():
+            async with pool.acquire() as conn:
+                await conn.execute("UPDATE accounts SET balance = 5 WHERE id = $1",
+                                   voucher_account(pid, vid, AccountKind.AVAILABLE).id)
+
+        reads = _between_read_and_write(monkeypatch, "reservation_context", drain)
+        r = await api.call("POST", "/redemptions", agency, json=api.redemption_body(
+            {"id": vid, "enterprise_org_id": "ent-h"}, 10, 20), key="k-drained")
+        assert r.status_code == 409 and r.json()["code"] == "insufficient_balance", r.text
+        assert reads == [False, True]
+        assert (await _state(api, vid))[2] == 1  # nothing posted

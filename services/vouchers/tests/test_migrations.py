@@ -76,3 +76,72 @@ async def test_0004_keeps_programmes_stored_before_it_governed_by_every_official
         assert (await _programme(db, "owned")).owner_org_id is None  # down dropped the columns, up re-added them
     finally:
         await db.engine.dispose()
+
+
+def _indexes(conn) -> dict[str, set[str]]:
+    from sqlalchemy import inspect
+    insp = inspect(conn)
+    return {t: {ix["name"] for ix in insp.get_indexes(t)} for t in ("redemptions", "journal")}
+
+
+async def test_0005_trims_the_redemption_indexes_and_goes_down_and_up_again(store_url):
+    from sqlalchemy import text
+    db = Database(store_url)
+    pg = db.engine.dialect.name == "postgresql"
+
+    async def functions() -> set[str]:
+        async with db.engine.connect() as conn:
+            rows = await conn.execute(text(
+                "SELECT p.oid::regprocedure::text FROM pg_proc p WHERE p.proname IN "
+                "('vouchers_reservation_context', 'vouchers_lock_redemption')"))
+            return {r[0] for r in rows}
+
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate("head"))
+            after = await conn.run_sync(_indexes)
+        assert "ix_redemptions_agency_org_id" not in after["redemptions"]
+        assert {"ix_redemptions_transfer_id", "ix_redemptions_payout_batch", "ix_redemptions_invoice",
+                "ix_redemptions_agency_state", "ix_redemptions_voucher_id"} <= after["redemptions"]
+        assert "ix_journal_chain_key" not in after["journal"] and "ix_journal_redemption_id" not in after["journal"]
+        assert "ix_journal_payout_redemption" in after["journal"]
+        if pg:
+            assert await functions() == {
+                "vouchers_reservation_context(text,text,text,text,text,text,text,boolean)",
+                "vouchers_lock_redemption(text,text,text,boolean)"}
+
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate("0004", down=True))
+            before = await conn.run_sync(_indexes)
+        assert {"ix_redemptions_agency_org_id", "ix_redemptions_transfer_id"} <= before["redemptions"]
+        assert {"ix_journal_chain_key", "ix_journal_redemption_id"} <= before["journal"]
+        if pg:
+            assert await functions() == {"vouchers_reservation_context(text,text,text,text,text,text,text)",
+                                         "vouchers_lock_redemption(text,text,text)"}
+
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate("head"))
+            assert await conn.run_sync(_indexes) == after
+    finally:
+        await db.engine.dispose()
+
+
+async def test_payout_lookups_use_the_partial_indexes(pg_url_factory):
+    """The queries by batch, by transfer and for payout entries can use the partial indexes
+    (their conditions imply the index predicates), so dropping the full indexes cost no scan."""
+    from sqlalchemy import text
+    db = Database(pg_url_factory("plan"))
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate("head"))
+            await conn.execute(text("SET LOCAL enable_seqscan = off"))
+            for sql, index in (
+                ("SELECT id FROM redemptions WHERE payout_batch_id = 'b'", "ix_redemptions_payout_batch"),
+                ("SELECT id FROM redemptions WHERE transfer_id = 't' AND state = 'reserved'",
+                 "ix_redemptions_transfer_id"),
+                ("SELECT id, hash FROM journal WHERE kind = 'payout' AND redemption_id IN ('a', 'b')",
+                 "ix_journal_payout_redemption")):
+                plan = "\n".join(r[0] for r in await conn.execute(text("EXPLAIN " + sql)))
+                assert index in plan, plan
+    finally:
+        await db.engine.dispose()

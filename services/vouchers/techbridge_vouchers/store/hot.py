@@ -83,10 +83,14 @@ class HotRepository:
     With an Idempotency-Key (`scope`, `key`), the first read also looks the key up, after the
     key's advisory lock, and raises `StoredResponse` instead of locking anything if it is there."""
 
-    def __init__(self, conn: asyncpg.Connection, idempotency: tuple[str, str] | None = None):
+    def __init__(self, conn: asyncpg.Connection, idempotency: tuple[str, str] | None = None, *,
+                 lock: bool = True):
         self.c = conn
         self.dialect = "postgresql"
+        self._lock = lock
         self._idempotency = idempotency
+        self._versions: dict[str, str] = {}  # voucher id -> row version read (without the lock)
+        self._redemption_versions: dict[str, str] = {}
         self.looked_up = idempotency is None  # whether the key's stored response was looked for
         self._heads: dict[str, str] = {}  # chain key -> current head (advanced by post)
         self._locked_heads: dict[str, str] = {}  # chain key -> head read under the lock
@@ -96,9 +100,11 @@ class HotRepository:
         self._postings: list[dict[str, Any]] = []
         self._legs: dict[str, list] = {}  # account id -> [delta, may_go_negative]
 
-    def _hold(self, v: m.Voucher, head: str) -> None:
+    def _hold(self, v: m.Voucher, head: str, version: str) -> None:
         self._heads.setdefault(v.id, head)
         self._locked_heads.setdefault(v.id, head)
+        if not self._lock:
+            self._versions.setdefault(v.id, version)
 
     # --- reads
     async def programme(self, programme_id: str, *, lock: bool = False) -> m.Programme | None:
@@ -109,15 +115,15 @@ class HotRepository:
 
     async def reservation_context(self, *, voucher_id: str, agency_org_id: str, invoice_ref: str,
                                   transfer_id: str | None) -> ReservationContext | None:
-        d = await self.c.fetchval("SELECT vouchers_reservation_context($1, $2, $3, $4, $5, $6, $7)", voucher_id,
+        d = await self.c.fetchval("SELECT vouchers_reservation_context($1, $2, $3, $4, $5, $6, $7, $8)", voucher_id,
                                   agency_org_id, invoice_ref, transfer_id,
-                                  voucher_account("", voucher_id, AccountKind.AVAILABLE).id, *self._key())
+                                  voucher_account("", voucher_id, AccountKind.AVAILABLE).id, *self._key(), self._lock)
         if d is None:
             return None
         self._replay_if_stored(d)
         vrow = d["voucher"]
         v = voucher_from_row(_row(vrow))
-        self._hold(v, vrow["head_hash"])
+        self._hold(v, vrow["head_hash"], d["version"])
         inv = d["invoice"] or []
         t = d["transfer"]
         return ReservationContext(
@@ -127,12 +133,15 @@ class HotRepository:
             transfer=(t["status"], t["buyer_org_id"]) if t else None)
 
     async def lock_redemption(self, redemption_id: str) -> tuple[m.Redemption, m.Voucher] | None:
-        d = await self.c.fetchval("SELECT vouchers_lock_redemption($1, $2, $3)", redemption_id, *self._key())
+        d = await self.c.fetchval("SELECT vouchers_lock_redemption($1, $2, $3, $4)", redemption_id, *self._key(),
+                                  self._lock)
         if d is None:
             return None
         self._replay_if_stored(d)
         v = voucher_from_row(_row(d["voucher"]))
-        self._hold(v, d["voucher"]["head_hash"])
+        self._hold(v, d["voucher"]["head_hash"], d["version"])
+        if not self._lock:
+            self._redemption_versions.setdefault(redemption_id, d["redemption_version"])
         return redemption_from_row(_row(d["redemption"])), v
 
     def _key(self) -> tuple[str | None, str | None]:
@@ -194,6 +203,9 @@ class HotRepository:
         heads = [{"owner": "voucher", "id": k, "prev": self._locked_heads[k], "head": h}
                  for k, h in self._heads.items() if h != self._locked_heads[k]]
         doc = {
+            # Read without the lock: the rows decided on must still be as read, else 40001.
+            "versions": [{"id": k, "version": ver} for k, ver in self._versions.items()],
+            "redemption_versions": self._redemption_versions,
             "new_redemptions": self._new, "redemptions": list(self._changed.values()), "journal": self._journal,
             "postings": self._postings, "heads": heads,
             # Net movement per account, in id order; legs that cancel out within the unit of work
@@ -204,7 +216,14 @@ class HotRepository:
         }
         try:
             text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
-            if commit and _QUOTE not in text:
+            if not self._lock:
+                # Read without a transaction: the write is one statement, its own transaction
+                # (committed when it returns, nothing written if it fails).
+                if _QUOTE not in text:
+                    await self.c.execute(f"SELECT vouchers_apply({_QUOTE}{text}{_QUOTE}::jsonb)")
+                else:
+                    await self.c.execute("SELECT vouchers_apply($1::jsonb)", doc)
+            elif commit and _QUOTE not in text:
                 # Simple-query protocol: the write and the COMMIT in one round trip; after an
                 # error the COMMIT is not run and the caller rolls back.
                 await self.c.execute(f"SELECT vouchers_apply({_QUOTE}{text}{_QUOTE}::jsonb); COMMIT")
@@ -213,10 +232,12 @@ class HotRepository:
                 if commit:
                     await self.c.execute("COMMIT")
         except asyncpg.PostgresError as exc:
-            if getattr(exc, "sqlstate", None) == OVERDRAFT_SQLSTATE:
+            if getattr(exc, "sqlstate", None) == OVERDRAFT_SQLSTATE and self._lock:
                 # The database's guard: the domain decided on balances read under the lock, so
                 # this means a rule upstream was wrong; refuse, nothing is written.
                 raise refused("insufficient_balance", f"the ledger refused the movement: {exc}") from None
+            # Without the lock an overdraft refusal means the balance moved after the read, like
+            # a changed row version: the caller runs the command again under the lock.
             raise
 
 
@@ -286,18 +307,26 @@ def advisory_lock_id(scope: str, key: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-async def run(conn: asyncpg.Connection, work: Callable, *, idempotency, present, status: int
+async def run(conn: asyncpg.Connection, work: Callable, *, idempotency, present, status: int, lock: bool = True
               ) -> tuple[int, Any, bool, list]:
-    """One command on the hot path, in one transaction on `conn`. Returns (status, body,
-    replayed, events published)."""
+    """One command on the hot path on `conn`. Returns (status, body, replayed, events published).
+
+    `lock`: in one transaction, holding the Idempotency-Key's advisory lock and the voucher's row
+    lock from the read to the write (three round trips). Without: the reads take no lock and no
+    transaction stays open while the domain decides; the write, one statement, first checks that
+    the voucher and redemption rows are the versions read and that the key has no response yet,
+    else it fails (40001, or 23505 on the key, or VB001 for a balance that moved) having written
+    nothing, and the caller runs the command again with `lock` (two round trips)."""
     from techbridge_shared.errors import Problem
     from techbridge_shared.idempotency import FieldError, ValidationFailed
 
-    if idempotency is not None:
+    if not lock:
+        pass
+    elif idempotency is not None:
         await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({advisory_lock_id(idempotency.scope, idempotency.key)})")
     else:
         await conn.execute("BEGIN")
-    repo = HotRepository(conn, (idempotency.scope, idempotency.key) if idempotency is not None else None)
+    repo = HotRepository(conn, (idempotency.scope, idempotency.key) if idempotency is not None else None, lock=lock)
 
     async def replay(stored: dict[str, Any]) -> tuple[int, Any, bool, list]:
         if stored["fingerprint"] != idempotency.fingerprint:
@@ -305,7 +334,8 @@ async def run(conn: asyncpg.Connection, work: Callable, *, idempotency, present,
                 "this Idempotency-Key was already used with a different request body",
                 code="idempotency_key_reused",
                 errors=[FieldError(field="header.Idempotency-Key", message="reused with a different body")])
-        await conn.execute("ROLLBACK")
+        if conn.is_in_transaction():
+            await conn.execute("ROLLBACK")
         return stored["status"], json.loads(stored["body"]), True, []
 
     try:

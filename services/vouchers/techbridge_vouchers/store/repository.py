@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, literal, or_, select, tuple_, update
+from sqlalchemy import and_, case, func, insert, literal, literal_column, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -456,8 +456,11 @@ class Repository:
         """Redemption id -> (entry id, entry hash) of its payout entry."""
         if not redemption_ids:
             return {}
+        # The kind as a literal: the index is partial on it (kind = 'payout'), which a bound
+        # parameter would not let the planner prove.
         q = select(journal.c.redemption_id, journal.c.id, journal.c.hash).where(and_(
-            journal.c.kind == EntryKind.PAYOUT, journal.c.redemption_id.in_(list(redemption_ids))))
+            journal.c.kind == literal_column(f"'{EntryKind.PAYOUT.value}'"),
+            journal.c.redemption_id.in_(list(redemption_ids))))
         return {r.redemption_id: (r.id, r.hash) for r in (await self.s.execute(q)).all()}
 
     async def invoice_covered(self, agency_org_id: str, invoice_ref: str) -> tuple[int, set[int]]:

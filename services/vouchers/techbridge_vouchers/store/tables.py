@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -148,14 +149,14 @@ def define(md: MetaData) -> dict[str, Table]:
         Column("id", String(36), primary_key=True),
         Column("programme_id", String(36), nullable=False, index=True),
         Column("voucher_id", String(36), ForeignKey("vouchers.id"), nullable=False, index=True),
-        Column("agency_org_id", String(64), nullable=False, index=True),
+        Column("agency_org_id", String(64), nullable=False),  # a prefix of ix_redemptions_invoice (0005)
         Column("enterprise_org_id", String(64), nullable=False, index=True),
         Column("amount", Money, nullable=False),
         Column("currency", String(3), nullable=False),
         Column("invoice_amount", Money, nullable=False),
         Column("invoice_ref", String(200), nullable=False),
         Column("category", String(100), nullable=False),
-        Column("transfer_id", String(64), index=True),
+        Column("transfer_id", String(64)),
         Column("state", String(16), nullable=False),
         Column("requested_by", String(200), nullable=False),
         Column("created_at", UTCDateTime, nullable=False),
@@ -170,7 +171,11 @@ def define(md: MetaData) -> dict[str, Table]:
         Column("payout_batch_id", String(36)),  # the payout batch that paid it, if paid in one (0003)
         CheckConstraint("amount > 0 AND clawed_back >= 0 AND clawed_back <= amount", name="ck_redemption_amounts"),
         Index("ix_redemptions_invoice", "agency_org_id", "invoice_ref"),
-        Index("ix_redemptions_payout_batch", "payout_batch_id"),
+        # Partial (0005): only rows that have a transfer / a batch are looked up by them.
+        Index("ix_redemptions_transfer_id", "transfer_id", postgresql_where=text("transfer_id IS NOT NULL"),
+              sqlite_where=text("transfer_id IS NOT NULL")),
+        Index("ix_redemptions_payout_batch", "payout_batch_id", postgresql_where=text("payout_batch_id IS NOT NULL"),
+              sqlite_where=text("payout_batch_id IS NOT NULL")),
         Index("ix_redemptions_agency_state", "agency_org_id", "state", "settled_at"),
     )
     t["payout_batches"] = Table(
@@ -209,10 +214,10 @@ def define(md: MetaData) -> dict[str, Table]:
         Column("seq", SeqType, primary_key=True, autoincrement=True),
         Column("id", String(36), nullable=False, unique=True),
         Column("kind", String(16), nullable=False),
-        Column("chain_key", String(36), nullable=False, index=True),
+        Column("chain_key", String(36), nullable=False),
         Column("programme_id", String(36), nullable=False, index=True),
         Column("voucher_id", String(36), index=True),
-        Column("redemption_id", String(36), index=True),
+        Column("redemption_id", String(36)),
         Column("reverses", String(36)),
         Column("currency", String(3), nullable=False),
         Column("memo", Text, nullable=False, default=""),
@@ -220,6 +225,9 @@ def define(md: MetaData) -> dict[str, Table]:
         Column("created_by", String(200), nullable=False),
         Column("prev_hash", String(64), nullable=False),
         Column("hash", String(64), nullable=False),
+        # Only payout entries are looked up by redemption (0005).
+        Index("ix_journal_payout_redemption", "redemption_id", postgresql_where=text("kind = 'payout'"),
+              sqlite_where=text("kind = 'payout'")),
     )
     t["postings"] = Table(
         "postings", md,

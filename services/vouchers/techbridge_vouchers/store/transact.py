@@ -149,24 +149,39 @@ async def _transact_hot(runtime: ServiceRuntime, work, *, present, status: int,
                         idempotency: IdempotencyRequest | None) -> Outcome:
     pool = await hot.pool_for(runtime.db, 2 * runtime.settings.database_pool_size)
     attempt = 0
+    lock = False  # first without locks; again under them if what was read changed before the write
     while True:
         attempt += 1
         try:
             async with pool.acquire() as conn:
                 code, body, replayed, events = await hot.run(conn, work, idempotency=idempotency, present=present,
-                                                             status=status)
+                                                             status=status, lock=lock)
             if events and runtime.relay is not None:
                 runtime.relay.notify()
             return Outcome(code, body, replayed=replayed)
         except Problem:
             raise
         except (asyncpg.PostgresError, DBAPIError) as exc:
+            if not lock and _unlocked_write_lost(exc):
+                retries["unlocked_read_changed"] = retries.get("unlocked_read_changed", 0) + 1
+                lock = True
+                continue
             if is_retryable(exc) and attempt < MAX_ATTEMPTS:
                 reason = getattr(exc, "sqlstate", None) or _sqlstate(exc) or "locked"
                 retries[reason] = retries.get(reason, 0) + 1
                 await asyncio.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 6)))
                 continue
             raise
+
+
+def _unlocked_write_lost(exc: BaseException) -> bool:
+    """The write of a command that read without locks found something changed since its read: a
+    row version (40001), the Idempotency-Key answered meanwhile (23505 on its key), a balance
+    (the overdraft guard), or it lost a deadlock (40P01). Nothing was written."""
+    code = getattr(exc, "sqlstate", None)
+    if code in ("40001", "40P01", hot.OVERDRAFT_SQLSTATE):
+        return True
+    return code == "23505" and getattr(exc, "constraint_name", None) == "idempotency_keys_pkey"
 
 
 async def read(runtime: ServiceRuntime, work: Callable[[Repository], Awaitable[T]]) -> T:
