@@ -38,6 +38,7 @@ import weakref
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from itertools import repeat
 
 import numpy as np
 from sqlalchemy import (
@@ -198,12 +199,18 @@ class Search:
         """Every text hit as (row in the columns, relevance score), from the text index alone."""
         if self.pg:
             # Two arrays in one row: the driver decodes them whole, no result row per hit.
-            ids, ranks = (await self.s.execute(text(
-                "SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(r), '{}') FROM ("
-                "SELECT id, ts_rank(search_vector, plainto_tsquery('simple'::regconfig, :tsq)) AS r FROM achievements "
-                "WHERE search_vector @@ plainto_tsquery('simple'::regconfig, :tsq)) hits"),
-                {"tsq": " ".join(q.text_tokens)})).one()
-            at = cols.rows_of(ids)
+            def hits(key: str):
+                return text(
+                    f"SELECT coalesce(array_agg(k), '{{}}'), coalesce(array_agg(r), '{{}}') FROM (SELECT {key} AS k, "
+                    "ts_rank(search_vector, plainto_tsquery('simple'::regconfig, :tsq)) AS r FROM achievements "
+                    "WHERE search_vector @@ plainto_tsquery('simple'::regconfig, :tsq)) hits")
+
+            tsq = {"tsq": " ".join(q.text_tokens)}
+            keys, ranks = (await self.s.execute(hits(_KEY[True]), tsq)).one()
+            at = cols.rows_of_keys(np.asarray(keys, np.int64))
+            if at is None:  # two ids share a hash: ask for the ids themselves
+                ids, ranks = (await self.s.execute(hits("id"), tsq)).one()
+                at = cols.rows_of(ids)
             scores = np.asarray(ranks, np.float64)
         else:
             # Straight from the driver: thousands of (rowid, score) pairs become one array
@@ -533,7 +540,10 @@ RELOAD_SHARE = 0.2  # more changed achievements than this share of all: load eve
 _CHUNK = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ROW_SQL = ("SELECT id, status, ip_type, trl, modes_bits, owner_org_id, price_currency, price_amount, listed_at, "
-            "fts_rowid FROM achievements")
+            "{key} FROM achievements")
+# The last column: SQLite's FTS rowid; on PostgreSQL a 64-bit hash of the id, which text hits
+# come back as (an array of integers costs far less to send and look up than one of ids).
+_KEY = {False: "fts_rowid", True: "hashtextextended(id, 0)"}
 _IPC_SQL = "SELECT achievement_id, code_key, subclass FROM achievement_ipc"
 _COLUMNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -646,6 +656,7 @@ class SearchColumns:
         self.code_sub = np.zeros(0, np.int32)  # IPC code -> subclass code
         self._prefix_memo: dict[tuple, np.ndarray] = {}
         self._by_id: tuple | None = None
+        self._by_key: tuple | None = None
 
     def _ids_sorted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ids sorted, their rows, each row's place in id order), rebuilt when ids were added."""
@@ -666,14 +677,27 @@ class SearchColumns:
         at = int(np.searchsorted(ids, achievement_id))
         return at if at < len(ids) and ids[at] == achievement_id else at - 0.5
 
+    def rows_of_keys(self, keys: np.ndarray) -> np.ndarray | None:
+        """PostgreSQL: the rows of these id hashes (-1 for unknown ones); None when two ids
+        share a hash (then hits must come back as ids)."""
+        if self._by_key is None:
+            live = self.rows["fts"]
+            order = np.argsort(live, kind="stable")
+            ordered = live[order]
+            unique = len(ordered) < 2 or bool(np.all(ordered[1:] != ordered[:-1]))
+            self._by_key = (ordered, order, unique)
+        ordered, order, unique = self._by_key
+        if not unique:
+            return None
+        if not len(ordered) or not len(keys):
+            return np.full(len(keys), -1, np.int64)
+        at = np.minimum(np.searchsorted(ordered, keys), len(ordered) - 1)
+        return np.where(ordered[at] == keys, order[at], -1)
+
     def rows_of(self, achievement_ids: list[str]) -> np.ndarray:
-        """The rows of these ids, -1 for ids the columns do not hold."""
-        ids, order, _ = self._ids_sorted()
-        if not len(ids) or not achievement_ids:
-            return np.full(len(achievement_ids), -1, np.int64)
-        wanted = np.asarray(achievement_ids)
-        at = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
-        return np.where(ids[at] == wanted, order[at], -1)
+        """The rows of these ids, -1 for ids the columns do not hold (dict lookups driven from
+        C: a sorted search over the id strings costs more than hashing them)."""
+        return np.fromiter(map(self.where.get, achievement_ids, repeat(-1)), np.int64, count=len(achievement_ids))
 
     def lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -706,7 +730,7 @@ class SearchColumns:
         self.horizon = horizon
 
     async def _load(self, s: AsyncSession) -> None:
-        rows = await _raw_rows(s, _ROW_SQL)
+        rows = await _raw_rows(s, _ROW_SQL.format(key=_KEY[self.pg]))
         ipc = await _raw_rows(s, _IPC_SQL)
         self._clear()
         self._upsert(rows)
@@ -717,7 +741,7 @@ class SearchColumns:
         rows, ipc = [], []
         for i in range(0, len(changed), _CHUNK):
             part = changed[i: i + _CHUNK]
-            rows += (await s.execute(text(f"{_ROW_SQL} WHERE id IN :ids").bindparams(
+            rows += (await s.execute(text(_ROW_SQL.format(key=_KEY[self.pg]) + " WHERE id IN :ids").bindparams(
                 bindparam("ids", expanding=True)), {"ids": part})).all()
             ipc += (await s.execute(text(f"{_IPC_SQL} WHERE achievement_id IN :ids").bindparams(
                 bindparam("ids", expanding=True)), {"ids": part})).all()
@@ -768,7 +792,10 @@ class SearchColumns:
         r.cols["cur"][at] = [-1 if c is None else self.cur_v.codes[c] for c in cur]
         r.cols["price"][at] = [p or 0 for p in price]
         r.cols["listed"][at] = _micros_all(listed)
-        if not self.pg:
+        if self.pg:
+            r.cols["fts"][at] = fts
+            self._by_key = None
+        else:
             old = r.cols["fts"][at]
             ok = (old > 0) & (old < len(self.fts_idx))
             o, a = old[ok], at[ok]
