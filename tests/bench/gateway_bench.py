@@ -10,11 +10,13 @@
    throughput it reports the CPU time each process spent per request (from /proc), which is
    what the gateway really costs and is much less noisy than wall time on a shared machine.
    Goal: the gateway adds at most 2 ms at p50 and keeps at least 70 % of direct throughput.
-2. Webhook fan-out: events published to a real Kafka broker, consumed by the gateway and
+2. The same comparison on a real service's simple GET: the catalog process (SQLite, as `make
+   run` starts it) reading one organisation by id, directly and through a gateway in front of it.
+3. Webhook fan-out: events published to a real Kafka broker, consumed by the gateway and
    delivered to 10 subscribers (one local receiver process): delivered events per second.
 
     .venv/bin/python tests/bench/gateway_bench.py [--requests 6000] [--concurrency 1,4,16,64] [--events 300]
-                                                  [--skip-fan-out]
+                                                  [--skip-proxy] [--skip-real] [--skip-fan-out]
 """
 
 from __future__ import annotations
@@ -41,8 +43,13 @@ OUT = ROOT / "tests" / "bench" / "results" / "gateway_bench.json"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import http_load  # noqa: E402
 from http_load import cpu_seconds  # noqa: E402
+
+from techbridge_shared.identity import Identity  # noqa: E402
+
 SECRET = "bench-internal-secret-0123456789abcdef"
 HOOK_SECRET = "bench-hook-secret-0123456789"
+# Who the direct requests are signed for: the identity the gateway forwards for dev-partner.
+PARTNER = Identity(sub="dev-partner", roles=frozenset({"partner"}), client_id="dev-partner", kind="client")
 
 
 # --- the processes ------------------------------------------------------------------------------
@@ -130,45 +137,95 @@ def gateway_env(tmp: Path, port: int, upstream: str, kafka: str) -> dict[str, st
     }
 
 
-def proxy_overhead(tmp: Path, kafka: str, requests: int, concurrencies: list[int]) -> dict:
-    from techbridge_shared.identity import Identity, identity_headers
+def compare(direct_url: str, gateway_url: str, path: str, who, bearer: dict, pids: dict[str, int],
+            requests: int, concurrencies: list[int], label: str) -> list[dict]:
+    """Direct, then through the gateway, at each concurrency in turn."""
+    from techbridge_shared.identity import identity_headers
 
-    up_port, gw_port = free_port(), free_port()
+    runs = []
+    for concurrency in concurrencies:
+        direct = measure(direct_url + path, lambda: identity_headers(who, SECRET, "GET", path), requests,
+                         concurrency, pids)
+        via = measure(gateway_url + path, bearer, requests, concurrency, pids)
+        run = {
+            "concurrency": concurrency, "direct": direct, "gateway": via,
+            "added_p50_ms": round(via["p50_ms"] - direct["p50_ms"], 3),
+            "throughput_kept": round(via["rps"] / direct["rps"], 3),
+            "gateway_cpu_us_per_request": via["cpu_us_per_request"]["gateway"],
+        }
+        print(f"{label} c={concurrency:>3}  direct {direct['rps']:>7} req/s p50 {direct['p50_ms']:>7} ms  "
+              f"gateway {via['rps']:>7} req/s p50 {via['p50_ms']:>7} ms  added p50 {run['added_p50_ms']} ms  "
+              f"kept {run['throughput_kept']:.0%}  gateway CPU {run['gateway_cpu_us_per_request']} us/req",
+              file=sys.stderr, flush=True)
+        runs.append(run)
+    return runs
+
+
+def start_gateway(tmp: Path, kafka: str, upstream: str) -> tuple[subprocess.Popen, str, dict]:
+    """A gateway process forwarding catalog paths to `upstream`, and a partner's bearer header."""
+    port = free_port()
+    env = gateway_env(tmp, port, upstream, kafka)
+    env.pop("GATEWAY_WEBHOOK_POLL_INTERVAL_S")  # the default: no webhooks in this part
+    proc = spawn(["-m", "techbridge_gateway"], env, tmp / "gateway.log")
+    wait_http(f"http://127.0.0.1:{port}/health/live")
+    secrets = json.loads((tmp / "dev-clients.json").read_text())
+    r = httpx.post(f"http://127.0.0.1:{port}/auth/token", data={"grant_type": "client_credentials"},
+                   auth=("dev-partner", secrets["dev-partner"]))
+    return proc, f"http://127.0.0.1:{port}", {"Authorization": "Bearer " + r.json()["access_token"]}
+
+
+def proxy_overhead(tmp: Path, kafka: str, requests: int, concurrencies: list[int]) -> dict:
+    """The stand-in service: what the gateway's own work costs."""
+    up_port = free_port()
     procs = [spawn([__file__, "--serve-upstream", str(up_port)], {}, tmp / "upstream.log")]
     try:
         wait_http(f"http://127.0.0.1:{up_port}/docs")
-        env = gateway_env(tmp, gw_port, f"http://127.0.0.1:{up_port}", kafka)
-        env.pop("GATEWAY_WEBHOOK_POLL_INTERVAL_S")  # the default: no webhooks in this part
-        procs.append(spawn(["-m", "techbridge_gateway"], env, tmp / "gateway.log"))
-        wait_http(f"http://127.0.0.1:{gw_port}/health/live")
-        secrets = json.loads((tmp / "dev-clients.json").read_text())
-        r = httpx.post(f"http://127.0.0.1:{gw_port}/auth/token", data={"grant_type": "client_credentials"},
-                       auth=("dev-partner", secrets["dev-partner"]))
-        bearer = {"Authorization": "Bearer " + r.json()["access_token"]}
-        who = Identity(sub="dev-partner", roles=frozenset({"partner"}), client_id="dev-partner")
-        path = "/api/v1/catalog/ping"
-        pids = {"upstream": procs[0].pid, "gateway": procs[1].pid}
-        runs = []
-        for concurrency in concurrencies:
-            direct = measure(f"http://127.0.0.1:{up_port}{path}",
-                             lambda: identity_headers(who, SECRET, "GET", path), requests, concurrency, pids)
-            via = measure(f"http://127.0.0.1:{gw_port}{path}", bearer, requests, concurrency, pids)
-            run = {
-                "concurrency": concurrency, "direct": direct, "gateway": via,
-                "added_p50_ms": round(via["p50_ms"] - direct["p50_ms"], 3),
-                "throughput_kept": round(via["rps"] / direct["rps"], 3),
-                "gateway_cpu_us_per_request": via["cpu_us_per_request"]["gateway"],
-            }
-            print(f"c={concurrency:>3}  direct {direct['rps']:>7} req/s p50 {direct['p50_ms']:>7} ms  "
-                  f"gateway {via['rps']:>7} req/s p50 {via['p50_ms']:>7} ms  added p50 {run['added_p50_ms']} ms  "
-                  f"kept {run['throughput_kept']:.0%}  gateway CPU {run['gateway_cpu_us_per_request']} us/req",
-                  file=sys.stderr, flush=True)
-            runs.append(run)
+        gateway, gateway_url, bearer = start_gateway(tmp, kafka, f"http://127.0.0.1:{up_port}")
+        procs.append(gateway)
+        pids = {"upstream": procs[0].pid, "gateway": gateway.pid}
+        runs = compare(f"http://127.0.0.1:{up_port}", gateway_url, "/api/v1/catalog/ping", PARTNER, bearer,
+                       pids, requests, concurrencies, "stand-in")
         return {"requests_per_run": requests, "runs": runs}
     finally:
         for p in procs:
             p.terminate()
             p.wait(15)
+
+
+def real_service(tmp: Path, kafka: str, requests: int, concurrencies: list[int]) -> dict:
+    """The catalog itself (SQLite, as `make run` starts it): one organisation read by id, a simple
+    GET with the service's real work (identity check, a read session, a row, a schema)."""
+    from techbridge_catalog.domain.rules import credit_code_check_char
+    from techbridge_shared.identity import identity_headers
+    from techbridge_shared.testing.processes import ServiceProcess
+
+    tmp = tmp / "real"
+    tmp.mkdir()
+    port = free_port()
+    catalog = ServiceProcess("techbridge_catalog", {
+        "CATALOG_PORT": str(port), "CATALOG_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'catalog.db'}",
+        "CATALOG_KAFKA_BOOTSTRAP_SERVERS": kafka, "CATALOG_DATA_DIR": str(tmp),
+        "CATALOG_INTERNAL_AUTH_SECRET": SECRET, "CATALOG_LOG_LEVEL": "WARNING",
+    }, port, tmp / "catalog.log").start(timeout=90)
+    gateway = None
+    try:
+        org, path = "org-bench", "/api/v1/catalog/organisations"
+        body = "91310115" + "0" * 9
+        admin = Identity(sub="bench-admin", roles=frozenset({"admin"}), kind="user")
+        r = httpx.post(catalog.url + path, headers=identity_headers(admin, SECRET, "POST", path), json={
+            "organisation_id": org, "name": "华东理工大学", "kind": "university",
+            "credit_code": body + credit_code_check_char(body)})
+        assert r.status_code == 201, r.text
+        gateway, gateway_url, bearer = start_gateway(tmp, kafka, catalog.url)
+        pids = {"upstream": catalog.process.pid, "gateway": gateway.pid}
+        runs = compare(catalog.url, gateway_url, f"{path}/{org}", PARTNER, bearer, pids, requests,
+                       concurrencies, "catalog")
+        return {"requests_per_run": requests, "path": f"GET {path}/{{id}}", "runs": runs}
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+            gateway.wait(15)
+        catalog.terminate()
 
 
 async def fan_out(tmp: Path, kafka: str, events: int, subscribers: int = 10) -> dict:
@@ -231,7 +288,8 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated concurrencies")
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--skip-fan-out", action="store_true")
-    parser.add_argument("--skip-proxy", action="store_true", help="fan-out only; keep the last proxy figures")
+    parser.add_argument("--skip-proxy", action="store_true", help="no stand-in comparison; keep the last figures")
+    parser.add_argument("--skip-real", action="store_true", help="no catalog comparison; keep the last figures")
     parser.add_argument("--serve-upstream", type=int)
     parser.add_argument("--serve-receiver", type=int)
     args = parser.parse_args()
@@ -251,8 +309,10 @@ def main() -> None:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 last = json.loads(OUT.read_text())
             load_before = os.getloadavg()
-            overhead = None if args.skip_proxy else proxy_overhead(
-                tmp, broker.bootstrap, args.requests, [int(c) for c in args.concurrency.split(",")])
+            concurrencies = [int(c) for c in args.concurrency.split(",")]
+            overhead = None if args.skip_proxy else proxy_overhead(tmp, broker.bootstrap, args.requests, concurrencies)
+            load_between = os.getloadavg()
+            real = None if args.skip_real else real_service(tmp, broker.bootstrap, args.requests, concurrencies)
             load_after = os.getloadavg()
             fanout = None if args.skip_fan_out else asyncio.run(fan_out(tmp, broker.bootstrap, args.events))
             load_end = os.getloadavg()
@@ -260,11 +320,15 @@ def main() -> None:
             broker.stop()
     # What was not measured this time is kept from the last run, with the load it ran under.
     machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
-    result = {"machine": machine, "proxy": overhead, "webhook_fan_out": fanout}
+    result = {"machine": machine, "proxy": overhead, "real_service": real, "webhook_fan_out": fanout}
     if overhead is None:
         result["proxy"] = last.get("proxy")
     else:
-        result["proxy"]["load_average_1m_before_after"] = [round(load_before[0], 2), round(load_after[0], 2)]
+        result["proxy"]["load_average_1m_before_after"] = [round(load_before[0], 2), round(load_between[0], 2)]
+    if real is None:
+        result["real_service"] = last.get("real_service")
+    else:
+        real["load_average_1m_before_after"] = [round(load_between[0], 2), round(load_after[0], 2)]
     if fanout is None:
         result["webhook_fan_out"] = last.get("webhook_fan_out")
     else:
