@@ -246,8 +246,21 @@ def gateway_figures(out: Output) -> list[Figure]:
     proxy = result.get("proxy")
     if not isinstance(proxy, dict):
         raise MissingFigure("no proxy result")
+    figures = _comparison_figures(proxy, "gateway")
+    real = result.get("real_service")
+    if isinstance(real, dict):
+        figures += _comparison_figures(real, "gateway before the catalog")
+    fan_out = result.get("webhook_fan_out")
+    if isinstance(fan_out, dict) and "deliveries_per_s" in fan_out:
+        figures.append(Figure(f"webhook deliveries to {fan_out.get('subscribers')} subscribers",
+                              number(fan_out, "deliveries_per_s"), "/s",
+                              detail=f"{fan_out.get('events')} events, {fan_out.get('deliveries')} deliveries"))
+    return figures
+
+
+def _comparison_figures(comparison: dict, label: str) -> list[Figure]:
     # One run per concurrency (a sweep), or a single run at one concurrency.
-    runs = proxy.get("runs") if isinstance(proxy.get("runs"), list) else [proxy]
+    runs = comparison.get("runs") if isinstance(comparison.get("runs"), list) else [comparison]
     figures = []
     for run in runs:
         direct, through = run.get("direct"), run.get("gateway")
@@ -259,18 +272,13 @@ def gateway_figures(out: Output) -> list[Figure]:
         kept = run.get("throughput_kept")
         if kept is None:
             kept = number(through, "rps") / number(direct, "rps")
-        at = f"concurrency {run.get('concurrency', proxy.get('concurrency', '?'))}"
+        at = f"concurrency {run.get('concurrency', comparison.get('concurrency', '?'))}"
         figures += [
-            Figure(f"gateway: added latency at p50 ({at})", float(added), "ms", Goal("<=", 2, "issue 7"),
+            Figure(f"{label}: added latency at p50 ({at})", float(added), "ms", Goal("<=", 2, "issue 7"),
                    f"direct p50 {direct.get('p50_ms')} ms, through the gateway {through.get('p50_ms')} ms"),
-            Figure(f"gateway: throughput kept vs direct ({at})", float(kept), "ratio", Goal(">=", 0.70, "issue 7"),
+            Figure(f"{label}: throughput kept vs direct ({at})", float(kept), "ratio", Goal(">=", 0.70, "issue 7"),
                    f"direct {direct.get('rps')} req/s, through the gateway {through.get('rps')} req/s"),
         ]
-    fan_out = result.get("webhook_fan_out")
-    if isinstance(fan_out, dict) and "deliveries_per_s" in fan_out:
-        figures.append(Figure(f"webhook deliveries to {fan_out.get('subscribers')} subscribers",
-                              number(fan_out, "deliveries_per_s"), "/s",
-                              detail=f"{fan_out.get('events')} events, {fan_out.get('deliveries')} deliveries"))
     return figures
 
 
