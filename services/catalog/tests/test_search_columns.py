@@ -8,6 +8,7 @@ store's own LIKE) is never answered from the columns. On SQLite and PostgreSQL."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -19,7 +20,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from test_consumers import TRANSFER_TOPIC, transfer_event
 
+from techbridge_catalog.domain.model import Status
+from techbridge_catalog.domain.search import SearchQuery, Viewer
 from techbridge_catalog.store import search as store_search
+from techbridge_catalog.store.search import Search
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -287,3 +291,52 @@ async def test_listings_of_one_instant_page_by_id_either_way(replicas, store_url
             if not cursor:
                 break
         assert len(seen) == len(set(seen)) == 7, params
+
+
+async def test_searches_running_together_while_another_replica_writes(replicas):
+    """Searches interleave on one process while another publishes: each answer is whole (its
+    facets add up to its total) although the columns move between and during them."""
+    a, b = replicas
+    u = f"org-c-{uuid.uuid4().hex[:6]}"
+    await a.register_org(name="甲大学", org_id=u)
+    await a.published(u, trl=2, ip_records=rec())
+    await same(b, BUYER)
+
+    async def writer():
+        for n in range(6):
+            await a.published(u, trl=1 + n, ip_records=rec())
+
+    async def searcher(params):
+        for _ in range(8):
+            r = await b.get(A, BUYER, params=params)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert sum(counts(body, "trl").values()) == body["total"] == sum(counts(body, "ip_type").values())
+            assert 1 <= body["total"] <= 7
+
+    await asyncio.gather(writer(), searcher({}), searcher({"q": "电池"}), searcher({"q": "battery", "sort": "recency"}),
+                         searcher({"trl_max": 9, "limit": 2}))
+    body = await same(b, BUYER)
+    assert body["total"] == 7
+
+
+async def test_a_search_s_facets_belong_to_the_state_its_page_was_taken_from(replicas):
+    """Between one search's page and its facets (the documents are read in between) another
+    search may bring the columns up to date: the first still answers from one state."""
+    a, b = replicas
+    u = f"org-f-{uuid.uuid4().hex[:6]}"
+    await a.register_org(name="甲大学", org_id=u)
+    await a.published(u, trl=2, ip_records=rec())
+    q, viewer = SearchQuery(statuses=(Status.published, Status.under_negotiation)), Viewer(org=None, reviewer=False)
+    reader = b.app.state.catalog_reader
+    async with reader.session() as s1:
+        first = Search(s1)
+        page = await first.run(q, viewer)
+        await a.published(u, trl=5, ip_records=rec())
+        async with reader.session() as s2:
+            second = Search(s2)
+            later = await second.run(q, viewer)
+            later_facets = await second.facets(q, viewer)
+        facets = await first.facets(q, viewer)
+    assert page.total == 1 and facets["trl"] == [{"value": 2, "count": 1}]
+    assert later.total == 2 and sum(f["count"] for f in later_facets["trl"]) == 2

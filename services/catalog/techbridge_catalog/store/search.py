@@ -94,7 +94,8 @@ class Search:
         self.s = session
         self.pg = session.bind.dialect.name == "postgresql"
         self._tally_memo: tuple | None = None
-        self._selection: _Selection | None = None
+        self._facets_now: tuple | None = None  # (facets, top institutions) from the columns
+        self._facets_for: SearchQuery | None = None
 
     # --- clauses ------------------------------------------------------------------------------
     def _text_clause(self, q: SearchQuery):
@@ -191,8 +192,9 @@ class Search:
         cols = _COLUMNS.get(engine)
         if cols is None:
             cols = _COLUMNS[engine] = SearchColumns(self.pg)
-        async with cols.lock():
-            await cols.refresh(self.s)
+        if not await cols.current(self.s):
+            async with cols.lock():
+                await cols.refresh(self.s)
         return cols
 
     async def _text_hits(self, q: SearchQuery, cols: SearchColumns) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +239,7 @@ class Search:
         hits = scores = None
         if q.text_tokens:
             hits, scores = await self._text_hits(q, cols)
-        sel = self._selection = cols.select(q, viewer, hits)
+        sel = cols.select(q, viewer, hits)
         if q.sort == "relevance" and q.text_tokens:
             offset = int((q.cursor or {}).get("o", 0))
             page = sel.page(scores, offset, q.limit + 1)
@@ -252,12 +254,18 @@ class Search:
             more = len(page) > q.limit
             rows = [{"id": aid, "score": None} for aid in page[: q.limit]]
             next_cursor = {"s": "recency", "i": rows[-1]["id"]} if more else None
+            if next_cursor:
+                listed = int(cols.rows["listed"][cols.where[next_cursor["i"]]])
+        # Everything the columns answer is taken now, before the next await: another search may
+        # bring them up to date (or load them anew) meanwhile.
+        self._facets_now = sel.facets() if q.facets else None
+        self._facets_for = q
         hits = await self._documents(rows)
         if next_cursor and next_cursor["s"] == "recency":
             # The cursor carries the listing time as the store gives it, as the SQL way does.
             last = hits[-1].row["listed_at"] if hits and hits[-1].achievement_id == next_cursor["i"] else None
             if last is None:  # (left out above: this session's snapshot is older than the columns)
-                last = _EPOCH + timedelta(microseconds=int(cols.rows["listed"][cols.where[next_cursor["i"]]]))
+                last = _EPOCH + timedelta(microseconds=listed)
                 last = last if self.pg else last.replace(tzinfo=None)
             next_cursor = {"s": "recency", "l": _iso(last), "i": next_cursor["i"]}
         return SearchResult(hits=hits, next_cursor=next_cursor, total=sel.total)
@@ -352,10 +360,9 @@ class Search:
 
     # --- facets ---------------------------------------------------------------------------------
     async def facets(self, q: SearchQuery, viewer: Viewer) -> dict[str, list[dict]]:
-        if self._selection is not None and self._selection.q == q:
-            out, owners = self._selection.facets()
-            out["institution"] = await self._labelled(owners)
-            return out
+        if self._facets_now is not None and self._facets_for == q:
+            out, owners = self._facets_now
+            return {**out, "institution": await self._labelled(owners)}
         counted = self._counted(q, viewer)
         # Kind, TRL, mode and status: one set of (status, kind, TRL, modes) groups, from the
         # count tables or from one grouped query over the hits without those four filters.
@@ -706,13 +713,26 @@ class SearchColumns:
         return self._lock
 
     # --- keeping up with the store -------------------------------------------------------------
+    async def current(self, s: AsyncSession) -> bool:
+        """Whether nothing this session can see changed since the columns' horizon: then they
+        answer for it as they are (they may be newer, never older). One indexed look, no lock."""
+        h = self.horizon
+        if h is None:
+            return False
+        number = "xid" if self.pg else "seq"
+        pruned, changed = (await s.execute(text(
+            "SELECT (SELECT pruned_upto FROM search_horizon WHERE id = 1), "
+            f"EXISTS (SELECT 1 FROM search_changes WHERE {number} >= :h)"), {"h": h})).one()
+        return not changed and pruned < h
+
     async def refresh(self, s: AsyncSession) -> None:
         if self.pg:
-            ids = "ARRAY(SELECT DISTINCT achievement_id FROM search_changes WHERE xid >= :h)"
+            ids = ("ARRAY(SELECT DISTINCT achievement_id FROM search_changes WHERE xid >= :h)"
+                   if self.horizon is not None else "NULL")
             row = (await s.execute(text(
                 "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
                 f"(SELECT pruned_upto FROM search_horizon WHERE id = 1), {ids}"), {"h": self.horizon or 0})).one()
-            horizon, pruned, changed = row[0], row[1], row[2] if self.horizon is not None else None
+            horizon, pruned, changed = row[0], row[1], row[2]
         else:
             top, pruned = (await s.execute(text(
                 "SELECT (SELECT max(seq) FROM search_changes), (SELECT pruned_upto FROM search_horizon WHERE id = 1)"
