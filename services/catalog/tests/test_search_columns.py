@@ -340,3 +340,18 @@ async def test_a_search_s_facets_belong_to_the_state_its_page_was_taken_from(rep
         facets = await first.facets(q, viewer)
     assert page.total == 1 and facets["trl"] == [{"value": 2, "count": 1}]
     assert later.total == 2 and sum(f["count"] for f in later_facets["trl"]) == 2
+
+
+def test_id_order_merged_with_new_ids_equals_a_full_sort():
+    """Ties are broken by id through each row's place in id order; achievements added since
+    are merged into it rather than sorted anew, which must give the same order."""
+    import random
+
+    cols = store_search.SearchColumns(pg=False)
+    rnd = random.Random(5)
+    for step in range(40):
+        cols.ids += [uuid.UUID(int=rnd.getrandbits(128)).hex[: rnd.randint(3, 32)] for _ in range(rnd.randint(0, 30))]
+        ordered, order, rank = cols._ids_sorted()
+        assert list(ordered) == sorted(cols.ids), step
+        assert [cols.ids[i] for i in order] == list(ordered)
+        assert sorted(range(len(order)), key=lambda r: rank[r]) == list(order)
