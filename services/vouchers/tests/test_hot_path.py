@@ -3,6 +3,8 @@ endpoints use it, and the database still refuses what the domain should never ha
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -274,3 +276,117 @@ async def test_a_balance_moved_under_an_unchanged_row_runs_again_under_the_lock(
         assert r.status_code == 409 and r.json()["code"] == "insufficient_balance", r.text
         assert reads == [False, True]
         assert (await _state(api, vid))[2] == 1  # nothing posted
+
+
+# --- sub-balances of an agency's payable account ----------------------------------------------
+
+async def _payable(api, pid: str, agency: str) -> tuple[int, int, int, int]:
+    """(row balance, sum of sub-balances, balance as every reader sees it, paid)."""
+    from techbridge_vouchers.domain.ledger import agency_accounts
+    from techbridge_vouchers.store.transact import read
+    payable, paid = (a.id for a in sorted(agency_accounts(pid, agency), key=lambda a: a.kind != AccountKind.PAYABLE))
+    pool = await hot.pool_for(api.runtime.db, 2)
+    async with pool.acquire() as conn:
+        row = await conn.fetchval("SELECT balance FROM accounts WHERE id = $1", payable)
+        credits = await conn.fetchval("SELECT COALESCE(sum(amount), 0) FROM account_credits WHERE account_id = $1",
+                                      payable)
+    seen = await read(api.runtime, lambda repo: repo.balances([payable, paid]))
+    return row, credits, seen[payable], seen[paid]
+
+
+async def test_settlements_credit_sub_balances_and_money_leaving_folds_them(pg_url_factory, api_factory):
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api, 50)
+        reds = [await api.ok("POST", "/redemptions", agency, json=api.redemption_body(
+            {"id": vid, "enterprise_org_id": "ent-h"}, n, 2 * n), status=201) for n in (3, 4, 5)]
+        for r in reds:
+            await api.ok("POST", f"/redemptions/{r['id']}/settle", api.gov)
+        # The settlements went to sub-balances, not the account's row; every reader sees 12.
+        assert await _payable(api, pid, "agency-h") == (0, 12, 12, 0)
+        await api.ok("POST", f"/redemptions/{reds[0]['id']}/payout", api.gov, json={"reference": "B-1"})
+        assert await _payable(api, pid, "agency-h") == (9, 0, 9, 3)  # folded into the row, then paid
+        # A claw-back (the general path) folds them too before it takes money out.
+        more = await api.ok("POST", "/redemptions", agency, json=api.redemption_body(
+            {"id": vid, "enterprise_org_id": "ent-h"}, 6, 12), status=201)
+        await api.ok("POST", f"/redemptions/{more['id']}/settle", api.gov)
+        assert await _payable(api, pid, "agency-h") == (9, 6, 15, 3)
+        await api.ok("POST", f"/redemptions/{more['id']}/clawback", api.gov, json={"amount": {"amount": 6, "currency": "CNY"},
+                                                                                 "reason": "not delivered"})
+        assert await _payable(api, pid, "agency-h") == (9, 0, 9, 3)
+        check = await api.check()
+        assert check["ok"], check["problems"]
+
+
+async def test_the_database_refuses_taking_more_than_row_and_sub_balances_hold(pg_url_factory, api_factory):
+    """The overdraft guard counts the sub-balances once folded, and no more: a payout of more
+    than the account holds in all is refused and leaves the sub-balances as they were."""
+    from techbridge_vouchers.domain.ledger import agency_accounts
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api, 50)
+        red = await api.ok("POST", "/redemptions", agency, json=api.redemption_body(
+            {"id": vid, "enterprise_org_id": "ent-h"}, 7, 14), status=201)
+        await api.ok("POST", f"/redemptions/{red['id']}/settle", api.gov)
+        before = await _payable(api, pid, "agency-h")
+        assert before == (0, 7, 7, 0)
+        payable, paid = sorted(agency_accounts(pid, "agency-h"), key=lambda a: a.kind != AccountKind.PAYABLE)
+        pool = await hot.pool_for(api.runtime.db, 2)
+        for amount, refused in ((8, True), (7, False)):
+            async with pool.acquire() as conn:
+                await conn.execute("BEGIN")
+                try:
+                    repo = hot.HotRepository(conn)
+                    await repo.lock_redemption(red["id"])
+                    await repo.post(JournalEntry.transfer(
+                        source=payable, target=paid, amount=amount, id=f"pay-{amount}", kind=EntryKind.PAYOUT,
+                        chain_key=vid, programme_id=pid, currency="CNY", created_at=now(), created_by="test",
+                        voucher_id=vid, redemption_id=red["id"]))
+                    if refused:
+                        with pytest.raises(Conflict) as err:
+                            await repo.flush([], None)
+                        assert err.value.code == "insufficient_balance"
+                    else:
+                        await repo.flush([], None)
+                finally:
+                    await conn.execute("ROLLBACK")  # the one that went through is not kept either
+        assert await _payable(api, pid, "agency-h") == before
+
+
+async def test_only_credits_to_payable_accounts_on_the_hot_path_use_sub_balances(store_url, api_factory):
+    """Reservations credit the voucher's reserved account in its row; on SQLite (one writer at a
+    time) settlements credit the payable row itself: no sub-balance is ever written there."""
+    async with api_factory(store_url) as api:
+        pid, vid, agency = await _voucher(api, 50)
+        red = await api.ok("POST", "/redemptions", agency, json=api.redemption_body(
+            {"id": vid, "enterprise_org_id": "ent-h"}, 5, 10), status=201)
+        await api.ok("POST", f"/redemptions/{red['id']}/settle", api.gov)
+        from sqlalchemy import func, select
+        from techbridge_vouchers.store.tables import account_credits, accounts
+        async with api.runtime.db.sessionmaker() as s:
+            credits = dict((await s.execute(select(account_credits.c.account_id, func.sum(account_credits.c.amount))
+                                            .group_by(account_credits.c.account_id))).all())
+            kinds = dict((await s.execute(select(accounts.c.id, accounts.c.kind))).all())
+        if api.runtime.db.is_sqlite:
+            assert credits == {}
+        else:
+            assert {kinds[a] for a in credits} == {"payable"} and sum(credits.values()) == 5
+        assert await _state(api, vid) == (45, 0, 3)
+        check = await api.check()
+        assert check["ok"], check["problems"]
+
+
+async def test_concurrent_settlements_and_payouts_of_one_agency_lose_nothing(pg_url_factory, api_factory):
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api, 50)
+        reds = [await api.ok("POST", "/redemptions", agency, json=api.redemption_body(
+            {"id": vid, "enterprise_org_id": "ent-h"}, 1, 2), status=201) for _ in range(24)]
+
+        async def settle_then_pay(i: int, r: dict):
+            await api.ok("POST", f"/redemptions/{r['id']}/settle", api.gov)
+            if i % 2 == 0:
+                await api.ok("POST", f"/redemptions/{r['id']}/payout", api.gov, json={"reference": f"B-{i}"})
+
+        await asyncio.gather(*(settle_then_pay(i, r) for i, r in enumerate(reds)))
+        row, credits, payable, paid = await _payable(api, pid, "agency-h")
+        assert (payable, paid) == (12, 12) and row + credits == 12
+        check = await api.check()
+        assert check["ok"], check["problems"]

@@ -81,7 +81,9 @@ async def test_0004_keeps_programmes_stored_before_it_governed_by_every_official
 def _indexes(conn) -> dict[str, set[str]]:
     from sqlalchemy import inspect
     insp = inspect(conn)
-    return {t: {ix["name"] for ix in insp.get_indexes(t)} for t in ("redemptions", "journal")}
+    found = {t: {ix["name"] for ix in insp.get_indexes(t)} for t in ("redemptions", "journal")}
+    found["tables"] = {"account_credits"} & set(insp.get_table_names())  # 0006
+    return found
 
 
 async def test_0005_trims_the_redemption_indexes_and_goes_down_and_up_again(store_url):
@@ -104,7 +106,7 @@ async def test_0005_trims_the_redemption_indexes_and_goes_down_and_up_again(stor
         assert {"ix_redemptions_transfer_id", "ix_redemptions_payout_batch", "ix_redemptions_invoice",
                 "ix_redemptions_agency_state", "ix_redemptions_voucher_id"} <= after["redemptions"]
         assert "ix_journal_chain_key" not in after["journal"] and "ix_journal_redemption_id" not in after["journal"]
-        assert "ix_journal_payout_redemption" in after["journal"]
+        assert "ix_journal_payout_redemption" in after["journal"] and after["tables"] == {"account_credits"}
         if pg:
             assert await functions() == {
                 "vouchers_reservation_context(text,text,text,text,text,text,text,boolean)",
@@ -115,6 +117,7 @@ async def test_0005_trims_the_redemption_indexes_and_goes_down_and_up_again(stor
             before = await conn.run_sync(_indexes)
         assert {"ix_redemptions_agency_org_id", "ix_redemptions_transfer_id"} <= before["redemptions"]
         assert {"ix_journal_chain_key", "ix_journal_redemption_id"} <= before["journal"]
+        assert before["tables"] == set()
         if pg:
             assert await functions() == {"vouchers_reservation_context(text,text,text,text,text,text,text)",
                                          "vouchers_lock_redemption(text,text,text)"}

@@ -34,6 +34,7 @@ from ..domain.ledger import (
     iso,
 )
 from .tables import (
+    account_credits,
     accounts,
     applications,
     enrolments,
@@ -46,6 +47,15 @@ from .tables import (
     transfers,
     vouchers,
 )
+
+#: Account kinds whose credits on the PostgreSQL hot path go to sub-balances (`account_credits`):
+#: an agency's payable account, which every settlement of the agency credits.
+CREDIT_SHARDED = frozenset({AccountKind.PAYABLE})
+
+#: What an account's sub-balances add to its row's balance (0 where it has none).
+_CREDITS = func.coalesce(
+    select(func.sum(account_credits.c.amount)).where(account_credits.c.account_id == accounts.c.id)
+    .correlate(accounts).scalar_subquery(), 0)
 
 PROGRAMME_CHAIN = frozenset({EntryKind.OPEN, EntryKind.TOP_UP, EntryKind.ISSUE})
 
@@ -493,10 +503,29 @@ class Repository:
             await self.s.execute(self._insert(accounts).on_conflict_do_nothing(index_elements=[accounts.c.id]), rows)
 
     async def balances(self, account_ids: Sequence[str]) -> dict[str, int]:
-        rows = (await self.s.execute(select(accounts.c.id, accounts.c.balance)
+        """Each account's balance: its row's plus its sub-balances (see `account_credits`)."""
+        rows = (await self.s.execute(select(accounts.c.id, accounts.c.balance + _CREDITS)
                                      .where(accounts.c.id.in_(list(account_ids))))).all()
-        found = {r.id: r.balance for r in rows}
+        found = {r[0]: int(r[1]) for r in rows}
         return {a: found.get(a, 0) for a in account_ids}
+
+    async def fold_credits(self, account_id: str) -> int:
+        """Move an account's sub-balances into its row (before money leaves it, so the row's
+        conditional update guards the overdraft). Locks them in shard order and zeroes exactly
+        the rows locked; a sub-balance created meanwhile stays and still counts."""
+        rows = (await self.s.execute(
+            select(account_credits.c.shard, account_credits.c.amount)
+            .where(and_(account_credits.c.account_id == account_id, account_credits.c.amount > 0))
+            .order_by(account_credits.c.shard).with_for_update())).all()
+        if not rows:
+            return 0
+        moved = sum(r.amount for r in rows)
+        await self.s.execute(update(account_credits).where(and_(
+            account_credits.c.account_id == account_id,
+            account_credits.c.shard.in_([r.shard for r in rows]))).values(amount=0))
+        await self.s.execute(update(accounts).where(accounts.c.id == account_id)
+                             .values(balance=accounts.c.balance + moved))
+        return moved
 
     async def balance(self, account: Account) -> int:
         return (await self.balances([account.id]))[account.id]
@@ -526,6 +555,9 @@ class Repository:
                                                      currency=entry.currency) for p in entry.postings])
         await self.s.execute(update(owner).where(owner.c.id == entry.chain_key).values(head_hash=digest))
         self._heads[entry.chain_key] = digest
+        for p in entry.postings:
+            if p.amount < 0 and p.account.kind in CREDIT_SHARDED:
+                await self.fold_credits(p.account.id)
         # One statement moves every leg; a leg that would overdraw its account matches no row.
         delta = case({p.account.id: p.amount for p in entry.postings}, value=accounts.c.id)
         legs = []
@@ -568,10 +600,10 @@ class Repository:
         return out
 
     async def stored_accounts(self, *, programme_id: str | None = None) -> list[StoredAccount]:
-        q = select(accounts)
+        q = select(accounts, (accounts.c.balance + _CREDITS).label("total"))
         if programme_id:
             q = q.where(accounts.c.programme_id == programme_id)
-        return [StoredAccount(r.id, r.kind, r.programme_id, r.owner_id, r.currency, r.balance)
+        return [StoredAccount(r.id, r.kind, r.programme_id, r.owner_id, r.currency, int(r.total))
                 for r in (await self.s.execute(q)).all()]
 
     async def chain_heads(self, *, programme_id: str | None = None) -> dict[str, str]:

@@ -209,6 +209,15 @@ def define(md: MetaData) -> dict[str, Table]:
         Column("balance", Money, nullable=False, default=0),
         CheckConstraint("balance >= 0 OR kind = 'funding'", name="ck_accounts_not_overdrawn"),
     )
+    # Sub-balances of hot credit-only accounts (an agency's payable), written by settlements on
+    # the PostgreSQL hot path; an account's balance is its row's plus these (0006).
+    t["account_credits"] = Table(
+        "account_credits", md,
+        Column("account_id", String(200), ForeignKey("accounts.id"), primary_key=True),
+        Column("shard", Integer, primary_key=True, autoincrement=False),
+        Column("amount", Money, nullable=False),
+        CheckConstraint("amount >= 0", name="ck_account_credits_not_negative"),
+    )
     t["journal"] = Table(
         "journal", md,
         Column("seq", SeqType, primary_key=True, autoincrement=True),
@@ -250,6 +259,7 @@ vouchers = _t["vouchers"]
 redemptions = _t["redemptions"]
 transfers = _t["transfers"]
 accounts = _t["accounts"]
+account_credits = _t["account_credits"]
 journal = _t["journal"]
 postings = _t["postings"]
 payout_batches = _t["payout_batches"]
