@@ -5,14 +5,17 @@ is stored (the report says which rows and why). With best-effort the good rows a
 the bad ones reported. Rows become drafts of the caller's organisation, or are submitted for
 review at once when asked.
 
-Rows are validated and mapped (segmented for search) in a worker thread before any
-transaction opens; the transaction then only writes, a few statements per thousand rows, so
-the store's write lock is held for the writes and not for the Python work.
+Every row is validated in a worker thread before any transaction opens (a bad row in an atomic
+import costs no transaction). The accepted rows are then mapped for the store (content as JSON,
+search tokens, history changes, events) and written in steps of PIPELINE_ROWS: while one step
+is written, the next is mapped in a worker thread, so the store's own work overlaps the Python
+work instead of following it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -23,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from techbridge_shared.envelope import CloudEvent
 from techbridge_shared.errors import Conflict, FieldError, Forbidden
 from techbridge_shared.uow import UnitOfWork
 
@@ -128,13 +132,24 @@ def _errors(payload: Any, submit: bool) -> tuple[AchievementContent | None, list
 
 
 @dataclass
+class Mapped:
+    """One stretch of accepted rows as the store writes them: rows with their search tokens, the
+    history's field changes, and the submission events."""
+
+    achievements: list[Achievement]
+    rows: list[NewRow]
+    changes: list[list[dict]]
+    events: list[CloudEvent]
+
+
+@dataclass
 class Prepared:
-    """What an import will write, worked out before any transaction is opened."""
+    """What an import will write: every row validated before any transaction is opened, the first
+    stretch of rows already mapped for the store."""
 
     report: ImportReport
     achievements: list[Achievement] = field(default_factory=list)
-    contents: list[dict] = field(default_factory=list)  # each achievement's content as JSON, dumped once
-    rows: list[NewRow] = field(default_factory=list)
+    first: Mapped | None = None
 
 
 def check_rows(rows: list[tuple[int, Any]], owner_org_id: str, owner_region: str, *, best_effort: bool,
@@ -163,12 +178,28 @@ def check_rows(rows: list[tuple[int, Any]], owner_org_id: str, owner_region: str
     return out
 
 
-def map_rows(prepared: Prepared) -> Prepared:
-    """Content as JSON and the store's rows and search tokens for every accepted achievement
-    (the segmentation of Chinese text is most of an import's time)."""
-    prepared.contents = [a.content.model_dump(mode="json") for a in prepared.achievements]
-    prepared.rows = [new_row(a, c) for a, c in zip(prepared.achievements, prepared.contents, strict=True)]
-    return prepared
+def map_rows(achievements: list[Achievement]) -> Mapped:
+    """The store's rows and search tokens, the history's changes and the events of some accepted
+    achievements (pure CPU; the segmentation of their text is most of it). The content is
+    dumped to JSON once, for the row and the history."""
+    contents = [a.content.model_dump(mode="json") for a in achievements]
+    return Mapped(
+        achievements=achievements,
+        rows=[new_row(a, c) for a, c in zip(achievements, contents, strict=True)],
+        changes=[diff(None, c) for c in contents],
+        events=[fact_event(a, "submitted") for a in achievements if a.status == Status.submitted],
+    )
+
+
+# Rows mapped and written per step. The rows of one step are written while the next step's rows
+# are mapped in a worker thread, so the store's work (PostgreSQL's server process, SQLite's
+# engine, which runs without the GIL) overlaps the Python work of mapping.
+PIPELINE_ROWS = 250
+
+
+def _steps(achievements: list[Achievement]) -> list[list[Achievement]]:
+    n = PIPELINE_ROWS
+    return [achievements[i: i + n] for i in range(0, len(achievements), n)]
 
 
 async def owner_of(session, actor: Actor) -> dict:
@@ -181,31 +212,50 @@ async def owner_of(session, actor: Actor) -> dict:
 
 
 async def prepare(org: dict, rows: list[tuple[int, Any]], *, best_effort: bool, submit: bool) -> Prepared:
-    """Validate and map the rows in a worker thread, so the event loop keeps answering other
-    requests and no transaction is held open while thousands of rows are segmented."""
+    """Validate every row, and map the first step of them, in a worker thread: the event loop
+    keeps answering other requests, and a bad row in an atomic import is found before any
+    transaction opens."""
     def work() -> Prepared:
         p = check_rows(rows, org["id"], org["region"], best_effort=best_effort, submit=submit, at=now())
-        return map_rows(p) if p.achievements else p
+        if p.achievements:
+            p.first = map_rows(_steps(p.achievements)[0])
+        return p
 
     return await asyncio.to_thread(work)
 
 
 async def store(uow: UnitOfWork, actor: Actor, prepared: Prepared) -> ImportReport:
     """Write the prepared achievements, their history and (when submitted) their events in the
-    caller's unit of work: all of them or, if it does not commit, none."""
+    caller's unit of work: all of them or, if it does not commit, none. Each step's rows are
+    written while the next step's are mapped in a worker thread."""
     good = prepared.achievements
     if not good:
         return prepared.report
-    await Achievements(uow.session).insert(prepared.rows)
-    await History(uow.session).add_many([
-        {"aggregate": "achievement", "aggregate_id": a.id, "at": a.created_at, "actor": actor.sub,
-         "actor_org": actor.org, "action": "import", "from_status": None, "to_status": a.status.value,
-         "reason": None, "changes": diff(None, content)}
-        for a, content in zip(good, prepared.contents, strict=True)
-    ])
-    for a in good:
-        if a.status == Status.submitted:
-            uow.publish(fact_event(a, "submitted"))
+    steps = _steps(good)
+    mapped = prepared.first if prepared.first is not None else await asyncio.to_thread(map_rows, steps[0])
+    following: asyncio.Future[Mapped] | None = None
+    try:
+        for i in range(len(steps)):
+            following = asyncio.ensure_future(asyncio.to_thread(map_rows, steps[i + 1])) if i + 1 < len(steps) else None
+            await _write(uow, actor, mapped)
+            if following is not None:
+                mapped = await following
+                following = None
+    finally:
+        if following is not None:  # a write failed: let the mapping in flight finish, then drop it
+            with contextlib.suppress(Exception):
+                await following
     prepared.report.imported = len(good)
     return prepared.report
 
+
+async def _write(uow: UnitOfWork, actor: Actor, mapped: Mapped) -> None:
+    await Achievements(uow.session).insert(mapped.rows)
+    await History(uow.session).add_many([
+        {"aggregate": "achievement", "aggregate_id": a.id, "at": a.created_at, "actor": actor.sub,
+         "actor_org": actor.org, "action": "import", "from_status": None, "to_status": a.status.value,
+         "reason": None, "changes": changes}
+        for a, changes in zip(mapped.achievements, mapped.changes, strict=True)
+    ])
+    for event in mapped.events:
+        uow.publish(event)

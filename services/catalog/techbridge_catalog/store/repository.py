@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import Text, and_, bindparam, column, delete, func, insert, literal_column, or_, select, table, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.achievement import Achievement
@@ -165,6 +165,19 @@ def _chunks(items: Sequence, n: int = CHUNK):
         yield items[i: i + n]
 
 
+def _pg_weighted(param: str, weight: str):
+    vector = func.to_tsvector(literal_column("'simple'"), bindparam(param, type_=Text))
+    return func.setweight(vector, literal_column(f"'{weight}'"))
+
+
+# PostgreSQL: the achievements table with its search_vector column (created by the migration, not
+# part of the shared table definition), so an INSERT can fill it with the same expression as
+# `_pg_vectors`: title weighs A, keywords and fields B, abstract C.
+_PG_ACHIEVEMENTS = table("achievements", *(column(c.name, c.type) for c in achievements.c), column("search_vector"))
+_PG_INSERT_WITH_VECTOR = insert(_PG_ACHIEVEMENTS).values(
+    search_vector=_pg_weighted("sv_t", "A").op("||")(_pg_weighted("sv_k", "B")).op("||")(_pg_weighted("sv_a", "C")))
+
+
 class Achievements:
     def __init__(self, session: AsyncSession):
         self.s = session
@@ -197,7 +210,13 @@ class Achievements:
             for n, row in enumerate(rows, start=1):
                 row.columns["fts_rowid"] = top + n
         for chunk in _chunks(rows):
-            await self.s.execute(insert(achievements), [r.columns for r in chunk])
+            if sqlite:
+                await self.s.execute(insert(achievements), [r.columns for r in chunk])
+            else:
+                # The tsvector is computed in the INSERT itself: a later UPDATE would write every
+                # new row (and all its index entries) a second time.
+                await self.s.execute(_PG_INSERT_WITH_VECTOR, [
+                    {**r.columns, "sv_t": r.search[0], "sv_k": r.search[1], "sv_a": r.search[2]} for r in chunk])
             ipc_rows = [i for r in chunk for i in r.ipc]
             if ipc_rows:
                 await self.s.execute(insert(achievement_ipc), ipc_rows)
@@ -206,8 +225,6 @@ class Achievements:
                     text("INSERT INTO achievement_fts (rowid, title, keywords, abstract) VALUES (:r, :t, :k, :a)"),
                     [{"r": r.columns["fts_rowid"], "t": r.search[0], "k": r.search[1], "a": r.search[2]} for r in chunk],
                 )
-            else:
-                await self._pg_vectors([(r.columns["id"], *r.search) for r in chunk])
 
     async def _pg_vectors(self, docs: list[tuple[str, str, str, str]]) -> None:
         """One UPDATE for many rows (a statement per row costs a round trip each)."""

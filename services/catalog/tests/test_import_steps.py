@@ -1,0 +1,177 @@
+"""Bulk import written in steps: each step's rows are written while the next step's are mapped.
+
+With several steps every row must still be stored once, indexed with exactly the tokeniser's
+tokens (SQLite FTS5 rows, PostgreSQL tsvector filled by the INSERT itself), given its history
+entry and its event; a failure in any step must leave nothing stored; and an import of one
+step's rows or fewer is mapped before the transaction opens, as one step.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from catalog_helpers import achievement, read_events, who
+from sqlalchemy import text
+
+from techbridge_catalog.domain.rules import AchievementContent
+from techbridge_catalog.service import imports
+from techbridge_catalog.store.repository import search_fields
+
+A = "/api/v1/catalog/achievements"
+IMPORT = f"{A}/import"
+NDJSON = {"content-type": "application/x-ndjson"}
+
+SUBJECTS = [("钙钛矿太阳能电池", "Perovskite solar cell"), ("锂电池隔膜", "Lithium battery separator"),
+            ("石墨烯导热膜", "Graphene thermal film"), ("固态电解质", "Solid electrolyte"),
+            ("医学影像分割", "Medical image segmentation"), ("水稻抗病品种", "Disease-resistant rice"),
+            ("氢燃料电池", "Hydrogen fuel cell"), ("柔性传感器", "Flexible sensor")]
+
+
+def rows(n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        zh, en = SUBJECTS[i % len(SUBJECTS)]
+        out.append(achievement(title_zh=f"一种{zh}及其制备方法{i}", title_en=f"{en} number {i}",
+                               abstract_zh=f"本发明公开了一种{zh}，适用于新能源领域。", keywords=[zh, en],
+                               ipc_codes=["H01M 50/449", "C01B 32/184"][: 1 + i % 2]))
+    return out
+
+
+def jsonl(items) -> bytes:
+    return "\n".join(json.dumps(r, ensure_ascii=False) for r in items).encode()
+
+
+async def stored_ids(api, org: str) -> set[str]:
+    async with api.app.state.runtime.db.engine.connect() as conn:
+        result = await conn.execute(text("SELECT id FROM achievements WHERE owner_org_id = :o"), {"o": org})
+        return {r[0] for r in result}
+
+
+async def index_mismatches(api, ids: list[str]) -> list[str]:
+    """Ids whose stored search index differs from the tokens of their stored content."""
+    engine = api.app.state.runtime.db.engine
+    bad = []
+    async with engine.connect() as conn:
+        for aid in ids:
+            content = (await conn.execute(text("SELECT content FROM achievements WHERE id = :i"), {"i": aid})).scalar_one()
+            if isinstance(content, str):
+                content = json.loads(content)
+            t, k, ab = search_fields(AchievementContent.model_validate(content))
+            if engine.dialect.name == "sqlite":
+                got = (await conn.execute(text(
+                    "SELECT f.title, f.keywords, f.abstract FROM achievement_fts f "
+                    "JOIN achievements a ON a.fts_rowid = f.rowid WHERE a.id = :i"), {"i": aid})).one()
+                same = tuple(got) == (t, k, ab)
+            else:
+                same = (await conn.execute(text(
+                    "SELECT search_vector = setweight(to_tsvector('simple', :t), 'A') || "
+                    "setweight(to_tsvector('simple', :k), 'B') || setweight(to_tsvector('simple', :ab), 'C') "
+                    "FROM achievements WHERE id = :i"), {"i": aid, "t": t, "k": k, "ab": ab})).scalar_one()
+            if not same:
+                bad.append(aid)
+    return bad
+
+
+async def test_import_in_several_steps_stores_every_row_with_its_index_history_and_event(api, kafka_bootstrap,
+                                                                                       monkeypatch):
+    monkeypatch.setattr(imports, "PIPELINE_ROWS", 3)
+    mapped: list[int] = []
+    real_map = imports.map_rows
+    monkeypatch.setattr(imports, "map_rows", lambda items: mapped.append(len(items)) or real_map(items))
+    org = (await api.register_org())["organisation_id"]
+    owner = who(org, "institution")
+    r = await api.post(IMPORT, owner, content=jsonl(rows(8)), params={"submit": "true"}, headers=NDJSON)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert (report["total"], report["imported"], report["rejected"]) == (8, 8, 0)
+    assert mapped == [3, 3, 2]  # three steps, each row mapped once
+    ids = [row["achievement_id"] for row in report["rows"]]
+    assert [row["row"] for row in report["rows"]] == list(range(1, 9))
+    assert await stored_ids(api, org) == set(ids)
+    assert await index_mismatches(api, ids) == []
+    for i, aid in enumerate(ids):
+        a = (await api.get(f"{A}/{aid}", owner)).json()
+        assert a["title_en"] == f"{SUBJECTS[i % len(SUBJECTS)][1]} number {i}" and a["status"] == "submitted"
+        history = (await api.get(f"{A}/{aid}/history", owner)).json()["items"]
+        assert [h["action"] for h in history] == ["import"]
+        assert {c["field"] for c in history[0]["changes"]} >= {"title_zh", "trl", "confidential_details"}
+    events = await read_events(kafka_bootstrap, "techbridge.catalog.achievement.v1", set(ids), want=8)
+    assert sorted(e["subject"] for e in events) == sorted(ids)
+    # the owner finds them by words of every step (segmented Chinese and stemmed English)
+    found = await api.get(A, owner, params={"q": "氢燃料电池", "status": "submitted", "limit": 100})
+    assert {i["achievement_id"] for i in found.json()["items"]} == {ids[6]}
+    found = await api.get(A, owner, params={"q": "sensors", "status": "submitted", "limit": 100})
+    assert {i["achievement_id"] for i in found.json()["items"]} == {ids[7]}
+
+
+@pytest.mark.parametrize("failing", ["map_rows", "insert"])
+async def test_a_failure_in_a_later_step_leaves_nothing_stored(api, monkeypatch, failing):
+    monkeypatch.setattr(imports, "PIPELINE_ROWS", 2)
+    calls = {"n": 0}
+
+    def fail_on_third(real):
+        def wrapper(*args, **kw):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("store unavailable")
+            return real(*args, **kw)
+        return wrapper
+
+    if failing == "map_rows":
+        monkeypatch.setattr(imports, "map_rows", fail_on_third(imports.map_rows))
+    else:
+        real_insert = imports.Achievements.insert
+
+        async def insert(self, new_rows):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("store unavailable")
+            await real_insert(self, new_rows)
+        monkeypatch.setattr(imports.Achievements, "insert", insert)
+    org = (await api.register_org())["organisation_id"]
+    with pytest.raises(RuntimeError, match="store unavailable"):
+        await api.post(IMPORT, who(org, "institution"), content=jsonl(rows(7)), params={"submit": "true"},
+                       headers=NDJSON)
+    assert calls["n"] == 3  # two steps were written (or mapped) before the failure
+    assert await stored_ids(api, org) == set()
+    async with api.app.state.runtime.db.engine.connect() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM history WHERE action = 'import' AND actor_org = :o"),
+                                   {"o": org})).scalar_one() == 0
+        assert (await conn.execute(text("SELECT count(*) FROM outbox WHERE type LIKE '%submitted%'"))).scalar_one() == 0
+    # and the same rows import afterwards
+    monkeypatch.undo()
+    r = await api.post(IMPORT, who(org, "institution"), content=jsonl(rows(7)), headers=NDJSON)
+    assert r.status_code == 200 and r.json()["imported"] == 7
+
+
+async def test_an_import_of_one_step_is_mapped_before_the_transaction(api, monkeypatch):
+    """The stepping does not apply to small imports: one mapping, done with the validation."""
+    mapped: list[int] = []
+    real_map = imports.map_rows
+    monkeypatch.setattr(imports, "map_rows", lambda items: mapped.append(len(items)) or real_map(items))
+    org = (await api.register_org())["organisation_id"]
+    prepared = await imports.prepare({"id": org, "region": "Shanghai"}, imports.parse_jsonl(jsonl(rows(5)).decode()),
+                                     best_effort=False, submit=False)
+    assert mapped == [5] and prepared.first is not None and len(prepared.first.rows) == 5
+    r = await api.post(IMPORT, who(org, "institution"), content=jsonl(rows(5)), headers=NDJSON)
+    assert r.status_code == 200 and r.json()["imported"] == 5
+    assert mapped == [5, 5]
+    assert await index_mismatches(api, [row["achievement_id"] for row in r.json()["rows"]]) == []
+
+
+async def test_best_effort_steps_skip_rejected_rows(api, monkeypatch):
+    monkeypatch.setattr(imports, "PIPELINE_ROWS", 2)
+    org = (await api.register_org())["organisation_id"]
+    items = rows(6)
+    items[1]["trl"] = 12
+    items[4]["transfer_modes"] = []
+    r = await api.post(IMPORT, who(org, "institution"), content=jsonl(items), params={"mode": "best_effort"},
+                       headers=NDJSON)
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert (report["imported"], report["rejected"]) == (4, 2)
+    ids = [row["achievement_id"] for row in report["rows"] if row["achievement_id"]]
+    assert [row["row"] for row in report["rows"] if row["errors"]] == [2, 5]
+    assert await stored_ids(api, org) == set(ids)
+    assert await index_mismatches(api, ids) == []
