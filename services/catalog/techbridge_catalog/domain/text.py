@@ -76,14 +76,27 @@ def _han_blocks(run: str, segment: Callable[[str], list[str]]) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=30_000)
+def _index_run(run: str) -> tuple[str, ...]:
+    """The index tokens of one run of ideographs or of letters and digits (runs repeat a lot
+    across listings: keywords, fields, set phrases, common English words)."""
+    if _CJK_RE.match(run):
+        return tuple(w for w in _han_blocks(run, rjieba.cut_for_search) if w not in STOPWORDS)
+    return tuple(_latin(run))
+
+
+@lru_cache(maxsize=20_000)
+def _query_run(run: str) -> tuple[str, ...]:
+    if _CJK_RE.match(run):
+        return tuple(w for w in _han_blocks(run, rjieba.cut) if w not in STOPWORDS)
+    return tuple(_latin(run))
+
+
 def index_tokens(text: str) -> list[str]:
     """Tokens a document is indexed under (with repeats, for term frequency)."""
     out: list[str] = []
     for run in _RUN_RE.findall(_normal(text)):
-        if _CJK_RE.match(run):
-            out.extend(w for w in _han_blocks(run, rjieba.cut_for_search) if w not in STOPWORDS)
-        else:
-            out.extend(_latin(run))
+        out.extend(_index_run(run))
     return out
 
 
@@ -91,9 +104,7 @@ def query_tokens(text: str) -> list[str]:
     """Distinct tokens a query must all match, in query order."""
     out: list[str] = []
     for run in _RUN_RE.findall(_normal(text)):
-        words = ((w for w in _han_blocks(run, rjieba.cut) if w not in STOPWORDS) if _CJK_RE.match(run)
-                 else _latin(run))
-        for w in words:
+        for w in _query_run(run):
             if w and w not in out:
                 out.append(w)
     return out[:32]
