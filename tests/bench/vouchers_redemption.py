@@ -1,8 +1,9 @@
 """Benchmark: sustained voucher redemptions (reserve + settle) per second on PostgreSQL.
 
 Each redemption is two transactions through the same service functions and the same PostgreSQL
-hot path the REST endpoints use (row lock on the voucher, conditional balance updates, journal +
-postings with the hash chain, outbox events, Idempotency-Key lookup and record): reserve 1 fen of
+hot path the REST endpoints use (reads without locks checked by row version at the write, or the
+voucher's row lock after a conflict; conditional balance updates, journal + postings with the hash
+chain, outbox events, Idempotency-Key lookup and record): reserve 1 fen of
 a random voucher among 1,000 for one of 8 agencies, then settle it. Clients are asyncio tasks
 spread over worker processes (the service scales out as replicas). At the end the ledger check
 replays the whole journal and must pass. In the same run pgbench's built-in TPC-B-like script
@@ -134,13 +135,15 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
     gov = Actor("officer", "gov", frozenset({"government"}))
     rng = random.Random(seed)
     done = 0
+    all_done = 0  # every redemption, warm-up and wind-down included (the server-side sampler's window)
+    commands = 0  # transactions started during the measured window (two per redemption)
     refused = 0
     latencies: list[float] = []
     measuring = False
     stop = False
 
     async def client(n: int):
-        nonlocal done, refused
+        nonlocal done, refused, commands, all_done
         agency = fixture["agencies"][n % len(fixture["agencies"])]
         who = Actor(f"u-{agency}", agency, frozenset({"agency"}))
         while not stop:
@@ -148,6 +151,8 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
             req = m.RedemptionRequest(voucher_id=vid, enterprise_org_id=ent, amount=1, currency="CNY",
                                       invoice_amount=2, invoice_ref=uuid.uuid4().hex, category="testing")
             t0 = time.perf_counter()
+            if measuring:
+                commands += 2
             try:
                 key = uuid.uuid4().hex
                 r = (await transact(rt, lambda repo, uow: redemptions.reserve(repo, uow, who, req), status=201,
@@ -158,6 +163,7 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
             except Exception:
                 refused += 1
                 continue
+            all_done += 1
             if measuring:
                 done += 1
                 latencies.append(time.perf_counter() - t0)
@@ -165,6 +171,8 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
     tasks = [asyncio.create_task(client(i)) for i in range(clients)]
     db = url.rsplit("/", 1)[1]
     await asyncio.sleep(warmup)
+    from techbridge_vouchers.store.transact import retries
+    retries_before = dict(retries)
     measuring = True
     t_start = time.perf_counter()
     cpu_start, pg_start = time.process_time(), backend_cpu_s(db) if seed == 0 else None
@@ -172,14 +180,14 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
     measuring = False
     elapsed = time.perf_counter() - t_start
     cpu, pg_end = time.process_time() - cpu_start, backend_cpu_s(db) if seed == 0 else None
+    retries_in_window = {k: n - retries_before.get(k, 0) for k, n in retries.items() if n > retries_before.get(k, 0)}
     stop = True
     await asyncio.gather(*tasks)
     from techbridge_vouchers.store import hot
     await hot.close_pool(rt.db)
     await rt.db.dispose()
     latencies.sort()
-    from techbridge_vouchers.store.transact import retries
-    return {"retries": dict(retries), "done": done, "elapsed": elapsed, "refused": refused, "client_cpu_s": cpu,
+    return {"retries": retries_in_window, "commands": commands, "done": done, "all_done": all_done, "elapsed": elapsed, "refused": refused, "client_cpu_s": cpu,
             "server_cpu_s": (pg_end - pg_start) if pg_start is not None and pg_end is not None else None,
             "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else None,
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else None}
@@ -190,11 +198,75 @@ def _worker(args) -> dict:
     return asyncio.run(worker_main(*args))
 
 
+class ServerSampler:
+    """What the benchmark database's backends do while the load runs, sampled from
+    pg_stat_activity every 50 ms: mean backends waiting on a lock (`Lock`: row and transaction
+    locks, i.e. contention), on WAL or other internal locks (`LWLock`, `IO`), running, or waiting
+    for the service (`Client`); and the work per committed transaction from pg_stat_database
+    (buffers touched, rows written, transactions), per redemption. Unlike rates, these hardly
+    depend on the machine's other load."""
+
+    STATS = ("xact_commit", "blks_hit", "blks_read", "tup_inserted", "tup_updated")
+    redemptions = 0  # set after the run: every redemption made while sampling
+
+    def __init__(self, url: str):
+        import threading
+        self.dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+        self.db = url.rsplit("/", 1)[1]
+        self.stop = threading.Event()
+        self.result: dict = {}
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _stats(self, conn) -> dict:
+        row = await conn.fetchrow(f"SELECT {', '.join(self.STATS)} FROM pg_stat_database WHERE datname = $1", self.db)
+        return dict(row)
+
+    async def _run(self) -> None:
+        import asyncpg
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.execute("SELECT pg_stat_clear_snapshot()")
+            before = await self._stats(conn)
+            counts: dict[str, int] = {}
+            samples = 0
+            while not self.stop.is_set():
+                rows = await conn.fetch("SELECT state, wait_event_type FROM pg_stat_activity WHERE datname = $1 "
+                                        "AND pid <> pg_backend_pid()", self.db)
+                samples += 1
+                for r in rows:
+                    what = r["wait_event_type"] or ("running" if r["state"] == "active" else "idle")
+                    counts[what] = counts.get(what, 0) + 1
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.1)  # backends report their statistics at most once a second
+            await conn.execute("SELECT pg_stat_clear_snapshot()")
+            after = await self._stats(conn)
+            self.result = {
+                "backends": {k: round(n / max(1, samples), 2) for k, n in sorted(counts.items())},
+                "delta": {k: after[k] - before[k] for k in self.STATS},
+            }
+        finally:
+            await conn.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+    def summary(self, redemptions: int) -> dict:
+        delta = self.result.pop("delta", {})
+        if delta:
+            self.result["per_redemption"] = {k: round(n / max(1, redemptions), 1) for k, n in delta.items()}
+        return self.result
+
+
 def run_load(url: str, clients: int, processes: int, seconds: float, fixture: dict) -> dict:
     processes = max(1, min(processes, clients))
     split = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     ctx = mp.get_context("spawn")
-    with ctx.Pool(processes) as pool:
+    with ctx.Pool(processes) as pool, ServerSampler(url) as server_side:
         results = pool.map(_worker, [(url, c, seconds, 2.0, fixture, i) for i, c in enumerate(split)])
     done = sum(r["done"] for r in results)
     elapsed = max(r["elapsed"] for r in results)
@@ -203,7 +275,11 @@ def run_load(url: str, clients: int, processes: int, seconds: float, fixture: di
             "client_cpu_ms": 1000 * sum(r["client_cpu_s"] for r in results) / max(1, done),
             "server_cpu_ms": 1000 * server / max(1, done) if server is not None else None,
             "refused": sum(r["refused"] for r in results), "retries": [r["retries"] for r in results],
-            "p50_ms": max((r["p50_ms"] or 0) for r in results), "p99_ms": max((r["p99_ms"] or 0) for r in results)}
+            # Commands written without locks that found their read changed and ran again under them.
+            "second_runs": sum(r["retries"].get("unlocked_read_changed", 0) for r in results)
+            / max(1, sum(r["commands"] for r in results)),
+            "p50_ms": max((r["p50_ms"] or 0) for r in results), "p99_ms": max((r["p99_ms"] or 0) for r in results),
+            "server_side": server_side.summary(sum(r["all_done"] for r in results))}
 
 
 def pgbench(server: str, db: str, clients: int, seconds: int, scale: int) -> float:
@@ -257,8 +333,10 @@ def main() -> None:
             server_ms = f"{r['server_cpu_ms']:.2f}" if r["server_cpu_ms"] is not None else "?"
             print(f"clients={c:3d} processes={r['processes']}: {r['redemptions_per_s']:7.1f} redemptions/s "
                   f"(reserve+settle), p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, refused {r['refused']}, "
-                  f"retries {r['retries']}; CPU per redemption: service {r['client_cpu_ms']:.2f} ms, "
+                  f"retries {r['retries']} ({r['second_runs']:.1%} of commands ran again under the locks); CPU per redemption: service {r['client_cpu_ms']:.2f} ms, "
                   f"PostgreSQL {server_ms} ms")
+            print(f"    PostgreSQL backends (mean): {r['server_side'].get('backends')}; "
+                  f"per redemption: {r['server_side'].get('per_redemption')}")
         ok, entries, problems = asyncio.run(ledger_check(url))
         print(f"ledger check: {'PASSED' if ok else 'FAILED'} over {entries} journal entries {problems or ''}")
         tps = pgbench(server, pgdb, args.clients, int(args.seconds), args.pgbench_scale)
@@ -272,7 +350,9 @@ def main() -> None:
                    "cpu_ms_per_redemption": {
                        c: {"service": round(r["client_cpu_ms"], 2),
                            "postgresql": r["server_cpu_ms"] and round(r["server_cpu_ms"], 2)}
-                       for c, r in results.items()}}
+                       for c, r in results.items()},
+                   "second_runs_under_locks": {c: round(r["second_runs"], 4) for c, r in results.items()},
+                   "postgresql_side": {c: r["server_side"] for c, r in results.items()}}
         print(json.dumps(summary))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({
