@@ -1,19 +1,24 @@
-"""The redemption hot path on PostgreSQL: reserve, settle, void and pay out in three round trips.
+"""The redemption hot path on PostgreSQL: reserve, settle, void and pay out in two round trips
+(three after a conflict).
 
 The same service-layer functions and domain rules run as on the general path; only the I/O
 differs. A `HotRepository` answers the few reads those commands make with one server-side
-function call each (lock + read, see migration 0003), keeps every write in memory, and writes
-them all at commit with one call of `vouchers_apply`, which moves the balances with the same
-conditional updates (an overdraft refuses the whole write), compares-and-sets the chain heads
-read under the lock, and inserts the outbox rows and the Idempotency-Key record in the same
-transaction. Round trips per command: BEGIN + the Idempotency-Key's advisory lock; the key's
-stored response or else one locked read; the write + COMMIT — against 15–17 through the ORM session, whose per-statement Python
-cost was what capped throughput (see the README's benchmark section).
+function call each (read, or lock + read; see migrations 0003 and 0005), keeps every write in
+memory, and writes them all with one call of `vouchers_apply`, which moves the balances with the
+same conditional updates (an overdraft refuses the whole write), compares-and-sets the chain heads
+read and, for reads made without locks, the row versions read, and inserts the outbox rows and the
+Idempotency-Key record in the same transaction.
+
+Round trips per command, first without locks: the key's stored response or else the read (its
+own implicit transaction); the write (one statement, its own transaction). If what was read
+changed before the write, the write fails having written nothing and the command runs again under
+the locks: BEGIN + the Idempotency-Key's advisory lock; the key's stored response or else one
+locked read; the write + COMMIT. Against 15–17 through the ORM session, whose per-statement
+Python cost was what capped throughput (see the README's benchmark section).
 
 It runs on its own asyncpg pool (no pre-ping, no reset query on release: a connection goes
-back only after COMMIT or ROLLBACK). SQLite and every other command use `Repository`.
+back only outside a transaction). SQLite and every other command use `Repository`.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -87,11 +92,13 @@ class StoredResponse(Exception):
 
 
 class HotRepository:
-    """The subset of `Repository` the redemption commands use, on one asyncpg connection inside
-    a transaction. Reads lock and read in one call; writes wait for `flush`.
+    """The subset of `Repository` the redemption commands use, on one asyncpg connection. With
+    `lock` (inside a transaction) reads lock and read in one call; without, they only read and
+    keep the row versions for the write to check. Writes wait for `flush`.
 
-    With an Idempotency-Key (`scope`, `key`), the first read also looks the key up, after the
-    key's advisory lock, and raises `StoredResponse` instead of locking anything if it is there."""
+    With an Idempotency-Key (`scope`, `key`), the first read also looks the key up (with `lock`,
+    after the key's advisory lock), and raises `StoredResponse` instead of reading anything else
+    if it is there."""
 
     def __init__(self, conn: asyncpg.Connection, idempotency: tuple[str, str] | None = None, *,
                  lock: bool = True):
@@ -108,7 +115,7 @@ class HotRepository:
         self._changed: dict[str, dict[str, Any]] = {}
         self._journal: list[dict[str, Any]] = []
         self._postings: list[dict[str, Any]] = []
-        self._legs: dict[str, list] = {}  # account id -> [delta, may_go_negative]
+        self._legs: dict[str, list] = {}  # account id -> [delta, may_go_negative, credit-sharded kind]
 
     def _hold(self, v: m.Voucher, head: str, version: str) -> None:
         self._heads.setdefault(v.id, head)
@@ -331,15 +338,14 @@ async def run(conn: asyncpg.Connection, work: Callable, *, idempotency, present,
     transaction stays open while the domain decides; the write, one statement, first checks that
     the voucher and redemption rows are the versions read and that the key has no response yet,
     else it fails (40001, or 23505 on the key, or VB001 for a balance that moved) having written
-    nothing, and the caller runs the command again with `lock` (two round trips)."""
+    nothing, and the caller runs the command again with `lock`. Two round trips without, three
+    with."""
     from techbridge_shared.errors import Problem
     from techbridge_shared.idempotency import FieldError, ValidationFailed
 
-    if not lock:
-        pass
-    elif idempotency is not None:
+    if lock and idempotency is not None:
         await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({advisory_lock_id(idempotency.scope, idempotency.key)})")
-    else:
+    elif lock:
         await conn.execute("BEGIN")
     repo = HotRepository(conn, (idempotency.scope, idempotency.key) if idempotency is not None else None, lock=lock)
 

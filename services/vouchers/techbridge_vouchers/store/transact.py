@@ -107,7 +107,8 @@ async def transact(
     (stored with the idempotency key in the same transaction).
 
     `hot_path`: the work uses only what `store.hot.HotRepository` offers (reserve, settle, void,
-    pay out); on PostgreSQL it then runs there, in three round trips. Elsewhere it is ignored."""
+    pay out); on PostgreSQL it then runs there: first without locks in two round trips, again under
+    the locks in three if what it read changed before its write. Elsewhere it is ignored."""
     if hot_path and not runtime.db.is_sqlite:
         return await _transact_hot(runtime, work, present=present, status=status, idempotency=idempotency)
     attempt = 0
