@@ -148,3 +148,21 @@ async def test_payout_lookups_use_the_partial_indexes(pg_url_factory):
                 assert index in plan, plan
     finally:
         await db.engine.dispose()
+
+
+async def test_0006_down_folds_the_sub_balances_into_the_account_rows(pg_url_factory):
+    from sqlalchemy import text
+    db = Database(pg_url_factory("fold"))
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate("head"))
+            await conn.execute(text("INSERT INTO accounts (id, kind, programme_id, owner_id, currency, balance) "
+                                    "VALUES ('agency:p:a:payable', 'payable', 'p', 'a', 'CNY', 5)"))
+            await conn.execute(text("INSERT INTO account_credits (account_id, shard, amount) "
+                                    "VALUES ('agency:p:a:payable', 3, 7), ('agency:p:a:payable', 11, 9)"))
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate("0005", down=True))
+            balance = (await conn.execute(text("SELECT balance FROM accounts WHERE id = 'agency:p:a:payable'"))).scalar()
+        assert balance == 21
+    finally:
+        await db.engine.dispose()
