@@ -128,6 +128,18 @@ async def test_oversize_bodies_are_refused(api):
     assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
 
 
+async def test_oversize_bodies_sent_without_a_length_are_refused_too(api):
+    org = await api.register_org()
+
+    async def chunks():  # streamed: no Content-Length, the limit is found while reading
+        for _ in range(40):
+            yield b"x" * 65536
+
+    r = await api.post(A, who(org["organisation_id"], "institution"), content=chunks(),
+                       headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large", r.text[:200]
+
+
 async def test_an_unregistered_organisation_cannot_list(api):
     r = await api.post(A, who("ghost-org", "institution"), json=achievement())
     assert r.status_code == 409 and r.json()["code"] == "organisation_not_registered"

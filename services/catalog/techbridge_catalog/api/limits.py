@@ -22,6 +22,7 @@ class BodyLimitMiddleware:
                 return await _too_large(scope, send, limit)
         seen = 0
         refused = False
+        answered = False
 
         async def limited_receive():
             nonlocal seen, refused
@@ -33,15 +34,28 @@ class BodyLimitMiddleware:
                     raise _TooLarge()
             return message
 
+        async def send_unless_refused(message):
+            # The framework may turn the refusal raised while it reads the body into an answer of
+            # its own (a body it could not parse): the caller is told what really happened.
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = True
+                if refused:
+                    await _too_large(scope, send, limit)
+                    return
+            if not refused:
+                await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, send_unless_refused)
         except _TooLarge:
-            await _too_large(scope, send, limit)
-        except Exception:
-            if refused:
+            if not answered:
                 await _too_large(scope, send, limit)
-            else:
+        except Exception:
+            if not refused:
                 raise
+            if not answered:
+                await _too_large(scope, send, limit)
 
 
 class _TooLarge(Exception):
