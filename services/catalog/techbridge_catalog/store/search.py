@@ -644,6 +644,7 @@ class SearchColumns:
         self.horizon: int | None = None  # SQLite: next change seq; PostgreSQL: snapshot xmin
         self.loads = 0      # full loads so far (tests look at them)
         self.applied = 0    # achievements re-read from the change log so far
+        self._done: set[int] = set()  # PostgreSQL: transactions at or above the horizon already applied
         self._loop = None
         self._lock: asyncio.Lock | None = None
         self._clear()
@@ -733,20 +734,34 @@ class SearchColumns:
         h = self.horizon
         if h is None:
             return False
-        number = "xid" if self.pg else "seq"
+        if self.pg:
+            new, params = "xid >= :h AND xid <> ALL(CAST(:done AS bigint[]))", {"h": h, "done": sorted(self._done)}
+        else:
+            new, params = "seq >= :h", {"h": h}
         pruned, changed = (await s.execute(text(
             "SELECT (SELECT pruned_upto FROM search_horizon WHERE id = 1), "
-            f"EXISTS (SELECT 1 FROM search_changes WHERE {number} >= :h)"), {"h": h})).one()
+            f"EXISTS (SELECT 1 FROM search_changes WHERE {new})"), params)).one()
         return not changed and pruned < h
 
     async def refresh(self, s: AsyncSession) -> None:
+        new_xids: list[int] = []
         if self.pg:
-            ids = ("ARRAY(SELECT DISTINCT achievement_id FROM search_changes WHERE xid >= :h)"
-                   if self.horizon is not None else "NULL")
+            # Transactions at or above the horizon whose changes were applied already (seen
+            # committed) are not read again: a transaction's changes become visible together.
+            # Without this, one transaction left open anywhere in the cluster would make every
+            # search re-read (or reload) whatever was changed since it began.
+            since = "xid >= {h} AND xid <> ALL(CAST(:done AS bigint[]))"
+            if self.horizon is None:  # what is committed above the new horizon is in the load
+                since, ids = "xid >= x.h", "NULL"
+            else:
+                since = since.format(h=":h")
+                ids = f"ARRAY(SELECT DISTINCT achievement_id FROM search_changes WHERE {since})"
             row = (await s.execute(text(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
-                f"(SELECT pruned_upto FROM search_horizon WHERE id = 1), {ids}"), {"h": self.horizon or 0})).one()
-            horizon, pruned, changed = row[0], row[1], row[2]
+                "SELECT x.h, (SELECT pruned_upto FROM search_horizon WHERE id = 1), "
+                f"{ids}, ARRAY(SELECT DISTINCT xid FROM search_changes WHERE {since}) "
+                "FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS h) x"),
+                {"h": self.horizon or 0, "done": sorted(self._done)})).one()
+            horizon, pruned, changed, new_xids = row
         else:
             top, pruned = (await s.execute(text(
                 "SELECT (SELECT max(seq) FROM search_changes), (SELECT pruned_upto FROM search_horizon WHERE id = 1)"
@@ -761,6 +776,7 @@ class SearchColumns:
             await self._load(s)
         elif changed:
             await self._apply(s, changed)
+        self._done = {x for x in self._done.union(new_xids) if x >= horizon}
         self.horizon = horizon
 
     async def _load(self, s: AsyncSession) -> None:
