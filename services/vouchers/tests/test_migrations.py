@@ -104,7 +104,8 @@ async def test_0005_trims_the_redemption_indexes_and_goes_down_and_up_again(stor
             after = await conn.run_sync(_indexes)
         assert "ix_redemptions_agency_org_id" not in after["redemptions"]
         assert {"ix_redemptions_transfer_id", "ix_redemptions_payout_batch", "ix_redemptions_invoice",
-                "ix_redemptions_agency_state", "ix_redemptions_voucher_id"} <= after["redemptions"]
+                "ix_redemptions_settled", "ix_redemptions_voucher_id"} <= after["redemptions"]
+        assert "ix_redemptions_agency_state" not in after["redemptions"]  # 0007
         assert "ix_journal_chain_key" not in after["journal"] and "ix_journal_redemption_id" not in after["journal"]
         assert "ix_journal_payout_redemption" in after["journal"] and after["tables"] == {"account_credits"}
         if pg:
@@ -115,7 +116,9 @@ async def test_0005_trims_the_redemption_indexes_and_goes_down_and_up_again(stor
         async with db.engine.begin() as conn:
             await conn.run_sync(_migrate("0004", down=True))
             before = await conn.run_sync(_indexes)
-        assert {"ix_redemptions_agency_org_id", "ix_redemptions_transfer_id"} <= before["redemptions"]
+        assert {"ix_redemptions_agency_org_id", "ix_redemptions_transfer_id",
+                "ix_redemptions_agency_state"} <= before["redemptions"]
+        assert "ix_redemptions_settled" not in before["redemptions"]
         assert {"ix_journal_chain_key", "ix_journal_redemption_id"} <= before["journal"]
         assert before["tables"] == set()
         if pg:
@@ -143,7 +146,12 @@ async def test_payout_lookups_use_the_partial_indexes(pg_url_factory):
                 ("SELECT id FROM redemptions WHERE transfer_id = 't' AND state = 'reserved'",
                  "ix_redemptions_transfer_id"),
                 ("SELECT id, hash FROM journal WHERE kind = 'payout' AND redemption_id IN ('a', 'b')",
-                 "ix_journal_payout_redemption")):
+                 "ix_journal_payout_redemption"),
+                ("SELECT id FROM redemptions WHERE agency_org_id = 'a' AND state = 'settled' "
+                 "ORDER BY settled_at, id", "ix_redemptions_settled"),
+                # Not the settled index (it cannot answer it): the invoice's own.
+                ("SELECT amount FROM redemptions WHERE agency_org_id = 'a' AND invoice_ref = 'i' "
+                 "AND state <> 'voided'", "ix_redemptions_invoice")):
                 plan = "\n".join(r[0] for r in await conn.execute(text("EXPLAIN " + sql)))
                 assert index in plan, plan
     finally:

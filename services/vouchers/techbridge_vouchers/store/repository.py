@@ -413,8 +413,9 @@ class Repository:
                                   ) -> list[m.Redemption]:
         """The agency's settled, unpaid redemptions (optionally of one programme, settled before a
         time, or among given ids), oldest settlement first."""
+        # The state as a literal: ix_redemptions_settled is partial on it (0007).
         q = select(redemptions).where(and_(redemptions.c.agency_org_id == agency_org_id,
-                                           redemptions.c.state == m.RedemptionState.SETTLED))
+                                           redemptions.c.state == literal_column(f"'{m.RedemptionState.SETTLED.value}'")))
         if programme_id:
             q = q.where(redemptions.c.programme_id == programme_id)
         if settled_before is not None:

@@ -176,7 +176,9 @@ def define(md: MetaData) -> dict[str, Table]:
               sqlite_where=text("transfer_id IS NOT NULL")),
         Index("ix_redemptions_payout_batch", "payout_batch_id", postgresql_where=text("payout_batch_id IS NOT NULL"),
               sqlite_where=text("payout_batch_id IS NOT NULL")),
-        Index("ix_redemptions_agency_state", "agency_org_id", "state", "settled_at"),
+        # Settled, unpaid redemptions of an agency, for bulk payouts (partial, 0007).
+        Index("ix_redemptions_settled", "agency_org_id", "settled_at", postgresql_where=text("state = 'settled'"),
+              sqlite_where=text("state = 'settled'")),
     )
     t["payout_batches"] = Table(
         "payout_batches", md,
