@@ -57,7 +57,7 @@ def create_idempotency_table() -> None:
     metadata.create_all(op.get_bind(), tables=[table])
 
 
-def idempotency_key(
+async def idempotency_key(
     idempotency_key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", description="Client-chosen key; a repeat returns the first response"),

@@ -22,7 +22,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
 from typing import Literal
 
@@ -123,16 +123,23 @@ def accepted_secrets(settings) -> tuple[str, ...]:
     return _secrets(settings.internal_auth_secret, getattr(settings, "internal_auth_previous_secrets", "") or "")
 
 
-def require_identity(request: Request) -> Identity:
-    """FastAPI dependency: the verified caller, or 401 problem+json."""
+def identity_of(request: Request) -> Identity:
+    """The verified caller of `request`, or 401 problem+json."""
     secrets = accepted_secrets(request.app.state.runtime.settings)
     return verify_identity(request.headers, secrets, request.method, request.url.path)
 
 
-def require_roles(*roles: str) -> Callable[..., Identity]:
+# The dependencies are coroutines although they never wait: FastAPI runs a plain function
+# dependency in a worker thread, a thread hop per dependency per request.
+async def require_identity(request: Request) -> Identity:
+    """FastAPI dependency: the verified caller, or 401 problem+json."""
+    return identity_of(request)
+
+
+def require_roles(*roles: str) -> Callable[..., Awaitable[Identity]]:
     """FastAPI dependency factory: the caller must hold one of `roles` (admin always may)."""
 
-    def dependency(identity: Identity = Depends(require_identity)) -> Identity:
+    async def dependency(identity: Identity = Depends(require_identity)) -> Identity:
         if not identity.has_any(*roles, "admin"):
             raise Forbidden(f"requires one of the roles: {', '.join(roles)}")
         return identity

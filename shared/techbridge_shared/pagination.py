@@ -53,11 +53,12 @@ class PageParams(BaseModel):
     cursor: dict[str, Any] | None
 
 
-def page_params(
+async def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (max 100)")] = 20,
     cursor: Annotated[str | None, Query(description="Opaque cursor from a previous page")] = None,
 ) -> PageParams:
-    """FastAPI dependency: `params: PageParams = Depends(page_params)`."""
+    """FastAPI dependency: `params: PageParams = Depends(page_params)` (a coroutine: FastAPI runs
+    plain function dependencies in a worker thread)."""
     return PageParams(limit=limit, cursor=decode_cursor(cursor))
 
 

@@ -268,8 +268,9 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
     return router
 
 
-def runtime_of(request: Request) -> ServiceRuntime:
-    """FastAPI dependency: the runtime of the app serving this request."""
+async def runtime_of(request: Request) -> ServiceRuntime:
+    """FastAPI dependency: the runtime of the app serving this request (a coroutine: FastAPI runs
+    plain function dependencies in a worker thread)."""
     return request.app.state.runtime
 
 

@@ -2,7 +2,7 @@
 
 1. Latency (p50/p99) and throughput of one simple authenticated GET sent directly to a service
    and through the gateway, at the same concurrency, in one run. The service is a stand-in that
-   verifies the forwarded identity exactly as the real services do (`require_identity`) and
+   verifies the forwarded identity exactly as the real services do (`identity_of`) and
    answers a small JSON body, so the difference is the gateway's own work (JWT check, rate
    limit, header rewriting, signing, proxying). Both run as real processes (uvicorn), and the
    load comes from `http_load` (raw asyncio HTTP/1.1 keep-alive client in a process of its own)
@@ -56,14 +56,14 @@ PARTNER = Identity(sub="dev-partner", roles=frozenset({"partner"}), client_id="d
 def upstream_main(port: int) -> None:
     import uvicorn
 
-    from techbridge_shared.identity import require_identity
+    from techbridge_shared.identity import identity_of
 
     app = FastAPI()
     app.state.runtime = type("R", (), {"settings": type("S", (), {"internal_auth_secret": SECRET})()})()
 
     @app.get("/api/v1/catalog/ping")
     async def ping(request: Request):
-        who = require_identity(request)
+        who = identity_of(request)
         return {"ok": True, "sub": who.sub}
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)

@@ -12,7 +12,7 @@ from ..service.auth import BEARER_CHALLENGE, authenticate
 from ..service.context import GatewayContext
 
 
-def context(request: Request) -> GatewayContext:
+async def context(request: Request) -> GatewayContext:
     return request.app.state.gateway
 
 
@@ -26,7 +26,7 @@ async def caller(request: Request, ctx: GatewayContext = Depends(context)) -> Id
     return identity
 
 
-def admin(identity: Identity = Depends(caller)) -> Identity:
+async def admin(identity: Identity = Depends(caller)) -> Identity:
     if not identity.is_admin:
         raise Forbidden("requires the admin role")
     return identity

@@ -17,7 +17,7 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def if_match(
+async def if_match(
     if_match: str | None = Header(default=None, alias="If-Match",
                                   description='ETag of the version being changed, e.g. "3"'),
 ) -> int | None:
@@ -34,9 +34,15 @@ def settings_of(request: Request):
     return request.app.state.runtime.settings
 
 
-def reader_of(request: Request) -> Reader:
-    """Read-only sessions for queries (created at start-up; see store/reader.py)."""
-    reader = getattr(request.app.state, "catalog_reader", None)
-    if reader is None:
-        reader = request.app.state.catalog_reader = Reader(request.app.state.runtime.db)
-    return reader
+def reader(request: Request) -> Reader:
+    """Read-only sessions for queries (made on first use; see store/reader.py)."""
+    found = getattr(request.app.state, "catalog_reader", None)
+    if found is None:
+        found = request.app.state.catalog_reader = Reader(request.app.state.runtime.db)
+    return found
+
+
+async def reader_of(request: Request) -> Reader:
+    """FastAPI dependency: `reader` (a coroutine: FastAPI runs plain function dependencies in a
+    worker thread)."""
+    return reader(request)

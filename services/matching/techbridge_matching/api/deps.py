@@ -20,16 +20,16 @@ from ..usecases.engine import MatchingEngine
 IDEMPOTENCY = IdempotencyStore(idempotency_keys)
 
 
-def engine_of(request: Request) -> MatchingEngine:
+async def engine_of(request: Request) -> MatchingEngine:
     return request.app.state.engine
 
 
-def now_of(request: Request) -> datetime:
+async def now_of(request: Request) -> datetime:
     """The app's clock (tests replace `app.state.clock` to move through notice periods)."""
     return request.app.state.clock().astimezone(UTC)
 
 
-def notice_days_of(request: Request) -> int:
+async def notice_days_of(request: Request) -> int:
     return request.app.state.runtime.settings.public_notice_days
 
 

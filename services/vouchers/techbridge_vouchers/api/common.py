@@ -34,7 +34,7 @@ class IdempotencyKeyRequired(Problem):
     status, code = 400, "idempotency_key_required"
 
 
-def required_idempotency_key(key: str | None = Depends(idempotency_key)) -> str:
+async def required_idempotency_key(key: str | None = Depends(idempotency_key)) -> str:
     """Money-moving writes must carry an Idempotency-Key header (400 otherwise)."""
     if key is None:
         raise IdempotencyKeyRequired("this request moves money: send an Idempotency-Key header so a retry "
