@@ -22,6 +22,18 @@ def alembic_config(migrations_dir: Path) -> Config:
     return cfg
 
 
+def migration_step(migrations_dir: Path, revision: str, *, down: bool = False):
+    """A function for `AsyncConnection.run_sync` that moves the store up (or `down`) to
+    `revision` (tests of a migration's way down and back up)."""
+    cfg = alembic_config(migrations_dir)
+
+    def step(connection) -> None:
+        cfg.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+
+    return step
+
+
 async def upgrade_to_head(db: Database, migrations_dir: Path, service: str) -> None:
     cfg = alembic_config(migrations_dir)
 

@@ -4,15 +4,15 @@ on a store with listings, and a catalog started on the store afterwards searches
 
 from __future__ import annotations
 
+import functools
 import pytest
-from alembic import command
 from catalog_helpers import who
 from conftest import running_catalog
 from sqlalchemy import inspect, text
 
 from techbridge_catalog.main import MIGRATIONS_DIR
 from techbridge_shared.db import Database
-from techbridge_shared.migrations import alembic_config
+from techbridge_shared.migrations import migration_step
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -20,13 +20,7 @@ A = "/api/v1/catalog/achievements"
 BUYER = who("org-migration-buyer", "enterprise")
 
 
-def _migrate(rev: str, *, down: bool = False):
-    cfg = alembic_config(MIGRATIONS_DIR)
-
-    def go(conn):
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, rev)
-    return go
+_migrate = functools.partial(migration_step, MIGRATIONS_DIR)
 
 
 async def test_0005_goes_down_and_up_with_listings_in_the_store(store_url, kafka_bootstrap, tmp_path):

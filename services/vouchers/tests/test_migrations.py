@@ -4,14 +4,14 @@ revision goes down and up again."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic import command
 from sqlalchemy import insert
 
 from techbridge_shared.db import Database
-from techbridge_shared.migrations import alembic_config
+from techbridge_shared.migrations import migration_step
 
 from techbridge_vouchers.domain import model as m
 from techbridge_vouchers.main import MIGRATIONS_DIR
@@ -23,13 +23,7 @@ pytestmark = pytest.mark.postgres
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _migrate(rev: str, *, down: bool = False):
-    cfg = alembic_config(MIGRATIONS_DIR)
-
-    def go(conn):
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, rev)
-    return go
+_migrate = functools.partial(migration_step, MIGRATIONS_DIR)
 
 
 def _row(pid: str) -> dict:
