@@ -61,10 +61,9 @@ class Upstream:
         self.host = url.hostname
         self.port = url.port or (443 if url.scheme == "https" else 80)
         self.ssl = ssl.create_default_context() if url.scheme == "https" else None
-        self.prefix = url.path.rstrip("/")
         default_port = self.port == (443 if self.ssl else 80)
         self._host_line = f"Host: {url.hostname if default_port else f'{url.hostname}:{self.port}'}\r\n".encode()
-        self._prefix = self.prefix.encode()
+        self._prefix = url.path.rstrip("/").encode()
         self.max_connections = max_connections
         self.keepalive_s = keepalive_s
         self.connect_timeout_s = connect_timeout_s

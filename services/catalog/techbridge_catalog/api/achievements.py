@@ -25,7 +25,7 @@ from ..service import imports
 from ..service.achievements import AchievementView
 from ..service.common import Actor
 from ..store.reader import Reader
-from .common import etag, if_match, reader, reader_of
+from .common import etag, if_match, reader_for, reader_of
 from .organisations import HistoryEntry, history_page
 
 router = APIRouter(prefix="/api/v1/catalog/achievements", tags=["achievements"])
@@ -278,7 +278,7 @@ async def create_achievement(request: Request, body: AchievementIn, response: Re
     async with runtime.unit_of_work() as uow:
         a = await service.create(uow, actor, AchievementContent.model_validate(body.model_dump()))
         await uow.commit()
-    async with reader(request).session() as session:
+    async with reader_for(request).session() as session:
         v = await service.view(session, actor, a.id)
     _with_etag(response, a.version)
     response.headers["Location"] = f"{router.prefix}/{a.id}"
@@ -312,7 +312,7 @@ async def import_achievements(
         raise ValidationFailed(f"at most {imports.MAX_ROWS} rows per import",
                                errors=[FieldError(field="body", message=f"{len(rows)} rows")])
     actor = Actor.of(identity)
-    async with reader(request).session() as session:
+    async with reader_for(request).session() as session:
         org = await imports.owner_of(session, actor)
     prepared = await imports.prepare(org, rows, best_effort=mode == "best_effort", submit=submit)
     report = prepared.report

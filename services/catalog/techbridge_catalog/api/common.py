@@ -34,7 +34,7 @@ def settings_of(request: Request):
     return request.app.state.runtime.settings
 
 
-def reader(request: Request) -> Reader:
+def reader_for(request: Request) -> Reader:
     """Read-only sessions for queries (made on first use; see store/reader.py)."""
     found = getattr(request.app.state, "catalog_reader", None)
     if found is None:
@@ -43,6 +43,6 @@ def reader(request: Request) -> Reader:
 
 
 async def reader_of(request: Request) -> Reader:
-    """FastAPI dependency: `reader` (a coroutine: FastAPI runs plain function dependencies in a
+    """FastAPI dependency: `reader_for` (a coroutine: FastAPI runs plain function dependencies in a
     worker thread)."""
-    return reader(request)
+    return reader_for(request)
