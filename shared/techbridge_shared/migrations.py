@@ -6,8 +6,10 @@ keeps two replicas starting together from migrating at once.
 
 from __future__ import annotations
 
+import importlib.util
 import zlib
 from pathlib import Path
+from types import ModuleType
 
 from alembic import command, context
 from alembic.config import Config
@@ -20,6 +22,16 @@ def alembic_config(migrations_dir: Path) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir))
     return cfg
+
+
+def sibling_revision(this_file: str, filename: str) -> ModuleType:
+    """The migration module `filename` beside `this_file` (a revision whose way down restores
+    what an earlier one created takes that revision's definitions instead of copying them)."""
+    path = Path(this_file).with_name(filename)
+    spec = importlib.util.spec_from_file_location(f"migration_{path.parent.parent.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def migration_step(migrations_dir: Path, revision: str, *, down: bool = False):

@@ -20,11 +20,11 @@ planned again in every transaction).
 Revision ID: 0005
 Revises: 0004
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
 from sqlalchemy import text
+
+from techbridge_shared.migrations import sibling_revision
 
 revision = "0005"
 down_revision = "0004"
@@ -180,14 +180,6 @@ ADDED = ("vouchers_reservation_context(text, text, text, text, text, text, text,
          "vouchers_lock_redemption(text, text, text, boolean)")
 
 
-def _revision_0003():
-    path = Path(__file__).with_name("0003_hot_path_and_payout_batches.py")
-    spec = importlib.util.spec_from_file_location("vouchers_migration_0003", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def upgrade() -> None:
     op.drop_index("ix_redemptions_agency_org_id", "redemptions")
     op.drop_index("ix_redemptions_transfer_id", "redemptions")
@@ -212,7 +204,8 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for name in ADDED:
             op.execute(f"DROP FUNCTION IF EXISTS {name}")
-        for sql in _revision_0003().FUNCTIONS:  # the 0003 read functions and vouchers_apply
+        # The 0003 read functions and vouchers_apply.
+        for sql in sibling_revision(__file__, "0003_hot_path_and_payout_batches.py").FUNCTIONS:
             op.execute(sql)
     op.drop_index("ix_journal_payout_redemption", "journal")
     op.create_index("ix_journal_redemption_id", "journal", ["redemption_id"])

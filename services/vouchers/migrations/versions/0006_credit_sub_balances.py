@@ -14,11 +14,11 @@ sub-balances; SQLite never writes them (its writers are serialised anyway).
 Revision ID: 0006
 Revises: 0005
 """
-import importlib.util
-from pathlib import Path
 
 from alembic import op
 from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Integer, MetaData, String, Table
+
+from techbridge_shared.migrations import sibling_revision
 
 revision = "0006"
 down_revision = "0005"
@@ -134,14 +134,6 @@ FUNCTIONS = [
 ]
 
 
-def _revision(name: str):
-    path = Path(__file__).with_name(name)
-    spec = importlib.util.spec_from_file_location(f"vouchers_migration_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def upgrade() -> None:
     md = MetaData()
     Table("accounts", md, Column("id", String(200), primary_key=True))
@@ -163,5 +155,6 @@ def downgrade() -> None:
         # Fold every sub-balance back into its row first: 0005 knows only the row.
         op.execute("SELECT vouchers_fold_credits(a) FROM (SELECT DISTINCT account_id a FROM account_credits) x")
         op.execute("DROP FUNCTION IF EXISTS vouchers_fold_credits(text)")
-        op.execute([s for s in _revision("0005_lean_redemption_writes.py").FUNCTIONS if "vouchers_apply" in s][0])
+        earlier = sibling_revision(__file__, "0005_lean_redemption_writes.py")
+        op.execute(next(sql for sql in earlier.FUNCTIONS if "vouchers_apply" in sql))
     op.drop_table("account_credits")
