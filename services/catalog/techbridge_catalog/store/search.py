@@ -66,12 +66,20 @@ from .tables import achievement_ipc, achievements, facet_cells, facet_ipc_cells,
 
 A = achievements
 FTS = table("achievement_fts", column("rowid"))
+# PostgreSQL: each achievement's id and tsvector, kept by the triggers of migration 0006 (hits
+# are matched and ranked there rather than on the wide achievement rows).
+TEXT = table("achievement_search", column("id"), column("search_vector"))
 FACET_LIMIT = 20
 PUBLIC = sorted(s.value for s in PUBLIC_STATUSES)
 
 
 def _fts_match(tokens) -> str:
     return " ".join('"' + t.replace('"', "") + '"' for t in tokens)
+
+
+def _pg_match(t, param: str, q: SearchQuery):
+    tsq = func.plainto_tsquery(literal_column("'simple'::regconfig"), bindparam(param, " ".join(q.text_tokens)))
+    return t.c.search_vector.op("@@")(tsq)
 
 
 def _prefix_range(prefix: str):
@@ -102,8 +110,7 @@ class Search:
         if not q.text_tokens:
             return None
         if self.pg:
-            tsq = func.plainto_tsquery(literal_column("'simple'::regconfig"), bindparam("tsq", " ".join(q.text_tokens)))
-            return literal_column("achievements.search_vector").op("@@")(tsq)
+            return A.c.id.in_(select(TEXT.c.id).where(_pg_match(TEXT, "tsq", q)))
         sub = select(FTS.c.rowid).where(text("achievement_fts MATCH :fts").bindparams(fts=_fts_match(q.text_tokens)))
         return A.c.fts_rowid.in_(sub)
 
@@ -204,7 +211,7 @@ class Search:
             def hits(key: str):
                 return text(
                     f"SELECT coalesce(array_agg(k), '{{}}'), coalesce(array_agg(r), '{{}}') FROM (SELECT {key} AS k, "
-                    "ts_rank(search_vector, plainto_tsquery('simple'::regconfig, :tsq)) AS r FROM achievements "
+                    "ts_rank(search_vector, plainto_tsquery('simple'::regconfig, :tsq)) AS r FROM achievement_search "
                     "WHERE search_vector @@ plainto_tsquery('simple'::regconfig, :tsq)) hits")
 
             tsq = {"tsq": " ".join(q.text_tokens)}
@@ -293,23 +300,27 @@ class Search:
             offset = int((q.cursor or {}).get("o", 0))
             # The total comes with the ranking (which visits every hit anyway): one text match.
             counted = func.count().over().label("total")
+            # The text match drives and ranks on the narrow text table, then each hit finds its
+            # achievement (SQLite: through ix_achievements_fts_rowid).
             if self.pg:
+                # ts_rank (higher is better) from achievement_search (migration 0006).
                 tsq = func.plainto_tsquery(literal_column("'simple'::regconfig"), bindparam("tsq2", " ".join(q.text_tokens)))
-                score = func.ts_rank(literal_column("achievements.search_vector"), tsq)
-                stmt = select(*cols, score.label("score"), counted).where(*where)
+                hits = (select(TEXT.c.id.label("r"), func.ts_rank(TEXT.c.search_vector, tsq).label("score"))
+                        .where(TEXT.c.search_vector.op("@@")(tsq)).subquery("hits"))
+                on = A.c.id == hits.c.r
             else:
-                # The FTS5 match drives (bm25 must be computed in the query that matches; lower
-                # is better), then each hit finds its achievement through ix_achievements_fts_rowid.
+                # bm25 must be computed in the query that matches (lower is better).
                 hits = (
                     select(FTS.c.rowid.label("r"), literal_column("-bm25(achievement_fts, 10.0, 4.0, 1.0)").label("score"))
                     .where(text("achievement_fts MATCH :fts2").bindparams(fts2=_fts_match(q.text_tokens)))
                     .subquery("hits")
                 )
-                stmt = (
-                    select(*cols, hits.c.score.label("score"), counted)
-                    .select_from(hits.join(A, A.c.fts_rowid == hits.c.r))
-                    .where(*self._where(q, viewer, with_text=False))
-                )
+                on = A.c.fts_rowid == hits.c.r
+            stmt = (
+                select(*cols, hits.c.score.label("score"), counted)
+                .select_from(hits.join(A, on))
+                .where(*self._where(q, viewer, with_text=False))
+            )
             stmt = stmt.order_by(literal_column("score").desc(), A.c.listed_at.desc(), A.c.id.desc())
             stmt = stmt.limit(q.limit + 1).offset(offset)
             rows = (await self.s.execute(stmt)).mappings().all()
