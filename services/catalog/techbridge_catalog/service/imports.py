@@ -241,6 +241,7 @@ async def store(uow: UnitOfWork, actor: Actor, prepared: Prepared) -> ImportRepo
         return prepared.report
     sqlite = uow.session.bind.dialect.name == "sqlite"
     steps = _steps(good, None if sqlite else POSTGRES_STEP_ROWS)
+    await Achievements(uow.session).widen_page_cache()
     mapped = prepared.first if prepared.first is not None else await asyncio.to_thread(map_rows, steps[0])
     following: asyncio.Future[Mapped] | None = None
     try:
