@@ -38,7 +38,7 @@ import weakref
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from itertools import repeat
+from itertools import chain, repeat
 
 import numpy as np
 from sqlalchemy import (
@@ -80,6 +80,20 @@ def _fts_match(tokens) -> str:
 def _pg_match(t, param: str, q: SearchQuery):
     tsq = func.plainto_tsquery(literal_column("'simple'::regconfig"), bindparam(param, " ".join(q.text_tokens)))
     return t.c.search_vector.op("@@")(tsq)
+
+
+def _pg_binary_array(data: bytes, kind: str) -> np.ndarray:
+    """A one-dimensional PostgreSQL array without NULLs in its binary form (array_send) as a
+    numpy array: a header (dimensions, flags, element type, then length and lower bound per
+    dimension), then each element as its 4-byte length and its big-endian value."""
+    if int.from_bytes(data[:4], "big") == 0:  # no dimensions: empty
+        return np.zeros(0, kind)
+    n = int.from_bytes(data[12:16], "big")
+    size = np.dtype(kind).itemsize
+    items = np.frombuffer(data, [("length", ">i4"), ("value", ">" + kind)], count=n, offset=20)
+    if n and not np.all(items["length"] == size):
+        raise ValueError("unexpected element in a binary array")
+    return items["value"].astype(kind)
 
 
 def _prefix_range(prefix: str):
@@ -207,20 +221,23 @@ class Search:
     async def _text_hits(self, q: SearchQuery, cols: SearchColumns) -> tuple[np.ndarray, np.ndarray]:
         """Every text hit as (row in the columns, relevance score), from the text index alone."""
         if self.pg:
-            # Two arrays in one row: the driver decodes them whole, no result row per hit.
-            def hits(key: str):
+            # Two arrays in one row, in PostgreSQL's binary array form (array_send), which numpy
+            # reads as they come: no result row, and no Python int or float, per hit.
+            def hits(key: str, send: str = "array_send"):
                 return text(
-                    f"SELECT coalesce(array_agg(k), '{{}}'), coalesce(array_agg(r), '{{}}') FROM (SELECT {key} AS k, "
+                    f"SELECT {send}(coalesce(array_agg(k), '{{}}')), {send}(coalesce(array_agg(r), '{{}}')) "
+                    f"FROM (SELECT {key} AS k, "
                     "ts_rank(search_vector, plainto_tsquery('simple'::regconfig, :tsq)) AS r FROM achievement_search "
                     "WHERE search_vector @@ plainto_tsquery('simple'::regconfig, :tsq)) hits")
 
             tsq = {"tsq": " ".join(q.text_tokens)}
             keys, ranks = (await self.s.execute(hits(_KEY[True]), tsq)).one()
-            at = cols.rows_of_keys(np.asarray(keys, np.int64))
+            at = cols.rows_of_keys(_pg_binary_array(keys, "i8"))
+            scores = _pg_binary_array(ranks, "f4").astype(np.float64)  # ts_rank is a real
             if at is None:  # two ids share a hash: ask for the ids themselves
-                ids, ranks = (await self.s.execute(hits("id"), tsq)).one()
+                ids, ranks = (await self.s.execute(hits("id", send=""), tsq)).one()
                 at = cols.rows_of(ids)
-            scores = np.asarray(ranks, np.float64)
+                scores = np.asarray(ranks, np.float64)
         else:
             # Straight from the driver: thousands of (rowid, score) pairs become one array
             # without a result row object each (most of the CPU of a common word otherwise).
@@ -231,7 +248,7 @@ class Search:
                 (_fts_match(q.text_tokens),),
             ) as cursor:
                 rows = await cursor.fetchall()
-            pairs = np.array(rows, np.float64).reshape(-1, 2)
+            pairs = np.fromiter(chain.from_iterable(rows), np.float64, count=2 * len(rows)).reshape(-1, 2)
             rowids, scores = pairs[:, 0].astype(np.int64), pairs[:, 1]
             at = np.full(len(rows), -1, np.int64)
             inside = rowids < len(cols.fts_idx)
