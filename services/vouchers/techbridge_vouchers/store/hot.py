@@ -31,6 +31,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
+import orjson
 
 from techbridge_shared.uow import outbox_row
 
@@ -49,8 +50,8 @@ from .repository import (
 
 OVERDRAFT_SQLSTATE = "VB001"
 
-#: The encoders, made once (`json.dumps` with arguments builds a new encoder on every call).
-_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: The write document and the reads' results travel as JSON; orjson encodes and decodes them several
+#: times faster than the standard library, a measurable part of the service's CPU per command.
 _response_body = json.JSONEncoder(default=str, ensure_ascii=False).encode  # as `json.dumps(body, default=str, ...)`
 
 #: Sub-balances per hot credit-only account: enough that concurrent settlements of one agency
@@ -217,14 +218,16 @@ class HotRepository:
     async def flush(self, events: list, idempotency: dict[str, Any] | None, *, commit: bool = False) -> None:
         """Write everything this unit of work decided, in one call (and commit with it, in the
         same round trip, if asked). An overdraft refuses it all."""
-        heads = [{"owner": "voucher", "id": k, "prev": self._locked_heads[k], "head": h}
-                 for k, h in self._heads.items() if h != self._locked_heads[k]]
+        moved = {k: h for k, h in self._heads.items() if h != self._locked_heads[k]}
         doc = {
-            # Read without the lock: the rows decided on must still be as read, else 40001.
-            "versions": [{"id": k, "version": ver} for k, ver in self._versions.items()],
+            # In id order: each voucher's row version read without the lock (null under it) and
+            # chain head read must still be the row's, else 40001; its new head (null if none).
+            "vouchers": [{"id": k, "version": self._versions.get(k),
+                          "prev": self._locked_heads[k] if k in moved else None, "head": moved.get(k)}
+                         for k in sorted(self._versions.keys() | moved.keys())],
             "redemption_versions": self._redemption_versions,
             "new_redemptions": self._new, "redemptions": list(self._changed.values()), "journal": self._journal,
-            "postings": self._postings, "heads": heads,
+            "postings": self._postings,
             # Net movement per account, in id order; legs that cancel out within the unit of work
             # (a reservation settled at once) leave the account untouched.
             # A credit to a hot credit-only account goes to one of its sub-balances, drawn at
@@ -237,15 +240,12 @@ class HotRepository:
             "idempotency": idempotency,
         }
         try:
-            text = _compact(doc)
             if not self._lock:
                 # Read without a transaction: the write is one statement, its own transaction
-                # (committed when it returns, nothing written if it fails).
-                if _QUOTE not in text:
-                    await self.c.execute(f"SELECT vouchers_apply({_QUOTE}{text}{_QUOTE}::jsonb)")
-                else:
-                    await self.c.execute("SELECT vouchers_apply($1::jsonb)", doc)
-            elif commit and _QUOTE not in text:
+                # (committed when it returns, nothing written if it fails). A prepared statement:
+                # the server parses and plans it once per connection.
+                await self.c.execute("SELECT vouchers_apply($1::jsonb)", doc)
+            elif commit and _QUOTE not in (text := orjson.dumps(doc).decode()):
                 # Simple-query protocol: the write and the COMMIT in one round trip; after an
                 # error the COMMIT is not run and the caller rolls back.
                 await self.c.execute(f"SELECT vouchers_apply({_QUOTE}{text}{_QUOTE}::jsonb); COMMIT")
@@ -285,9 +285,21 @@ _pool_guard: dict[int, asyncio.Lock] = {}
 
 
 async def _init(conn: asyncpg.Connection) -> None:
-    for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=_compact,
-                                  decoder=json.loads, schema="pg_catalog")
+    # Binary wire format: JSON's is its UTF-8 text; JSONB's is a version byte (1), then the text.
+    await conn.set_type_codec("json", encoder=orjson.dumps, decoder=orjson.loads, schema="pg_catalog",
+                              format="binary")
+    await conn.set_type_codec("jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog",
+                              format="binary")
+
+
+def _jsonb_encode(value: Any) -> bytes:
+    return b"\x01" + orjson.dumps(value)
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    if data[:1] != b"\x01":
+        raise ValueError(f"unknown jsonb wire format version {data[:1]!r}")
+    return orjson.loads(memoryview(data)[1:])
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
