@@ -80,6 +80,18 @@ def test_time_is_utc_with_z():
         CloudEvent(source="/techbridge/x", type="techbridge.x.y.z.v1", subject="s", time=datetime(2026, 1, 1))
 
 
+def test_records_are_compact_utf8_json_without_absent_attributes():
+    event = new_event(service="probe", aggregate="note", verb="recorded", subject="锂电池",
+                      data={"title": "隔膜\n\"新\"", "none_kept": None, "n": 10**20, "nested": {"a": [1, None]}})
+    expected = {**event.model_dump(mode="json", exclude_none=True),
+                "time": event.time.isoformat().replace("+00:00", "Z")}
+    raw = event.to_json()
+    assert json.loads(raw) == expected
+    assert raw == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
+    whole_second = event.model_copy(update={"time": datetime(2026, 1, 1, tzinfo=UTC)})
+    assert json.loads(whole_second.to_json())["time"] == "2026-01-01T00:00:00Z"
+
+
 def test_events_join_the_current_trace():
     from techbridge_shared.tracing import child_traceparent, current_traceparent, trace_id
 

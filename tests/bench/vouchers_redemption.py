@@ -126,10 +126,14 @@ async def setup(url: str, count: int = VOUCHERS) -> dict:
 
 async def worker_main(url: str, clients: int, seconds: float, warmup: float, fixture: dict, seed: int,
                       hot_path: bool = True) -> dict:
+    from techbridge_vouchers.api.redemptions import present as api_present
     from techbridge_vouchers.domain import model as m
     from techbridge_vouchers.service_layer import redemptions
     from techbridge_vouchers.service_layer.common import Actor
     from techbridge_vouchers.store.transact import IdempotencyRequest, transact
+
+    def present(r: m.Redemption) -> dict:  # the response body, as the REST endpoints make and store it
+        return api_present(r).model_dump(mode="json")
 
     rt = runtime_for(url, clients)
     gov = Actor("officer", "gov", frozenset({"government"}))
@@ -156,9 +160,9 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
             try:
                 key = uuid.uuid4().hex
                 r = (await transact(rt, lambda repo, uow: redemptions.reserve(repo, uow, who, req), status=201,
-                                    idempotency=IdempotencyRequest(f"client-{agency}", key, key),
+                                    present=present, idempotency=IdempotencyRequest(f"client-{agency}", key, key),
                                     hot_path=hot_path)).body
-                await transact(rt, lambda repo, uow: redemptions.settle(repo, uow, gov, r.id),
+                await transact(rt, lambda repo, uow: redemptions.settle(repo, uow, gov, r["id"]), present=present,
                                idempotency=IdempotencyRequest("gov", key + "s", key), hot_path=hot_path)
             except Exception:
                 refused += 1

@@ -159,3 +159,20 @@ def test_agency_transitions():
     with pytest.raises(Conflict) as err:
         m.decide_enrolment(e, "approve", reason="", now=T0)
     assert err.value.code == "agency_transition_refused"
+
+
+_json_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@given(st.dictionaries(st.sampled_from(["id", "kind", "memo", "created_by", "reverses", "voucher_id"]),
+                       st.none() | _json_text),
+       st.lists(st.tuples(_json_text, st.integers(min_value=-(2**62), max_value=2**62)), max_size=4), _json_text)
+def test_entry_hashes_cover_the_same_bytes_as_the_standard_library_wrote_them(fields, postings, prev):
+    """Hashes stored before were computed over `json.dumps(..., sort_keys=True)`; the canonical
+    bytes must stay exactly those, for any text (controls, quotes, CJK, astral planes)."""
+    import json
+
+    from techbridge_vouchers.domain.ledger import canonical
+    body = {**fields, "postings": sorted([a, n] for a, n in postings), "prev_hash": prev}
+    assert canonical(fields, postings, prev) == json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

