@@ -1,6 +1,7 @@
-"""Migration 0005 (the search change log) on SQLite and PostgreSQL: it goes down and up again
-on a store with listings, and a catalog started on the store afterwards searches it exactly
-(its columns are loaded from the rows, and changes after the upgrade are logged)."""
+"""Migrations 0005 (the search change log) and 0006 (PostgreSQL's narrow text table) on SQLite
+and PostgreSQL: each goes down and up again on a store with listings, and a catalog started on
+the store afterwards searches it exactly (its columns are loaded from the rows, changes after
+the upgrade are logged, text written while the narrow table did not exist is found)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,46 @@ async def test_0005_goes_down_and_up_with_listings_in_the_store(store_url, kafka
         await api.published(u, trl=6)
         body = (await api.get(A, BUYER)).json()
         assert body["total"] == 2 and {f["value"] for f in body["facets"]["trl"]} == {4, 6}
+
+
+async def test_0006_goes_down_and_up_with_listings_in_the_store(store_url, kafka_bootstrap, tmp_path):
+    """PostgreSQL ranks text on achievement_search from 0006 on: going down puts the GIN index
+    back on the achievement rows, going up copies every vector, also one written meanwhile."""
+    u = "org-migration-t"
+    async with running_catalog(store_url, kafka_bootstrap, tmp_path / "one", facet_cache_s=0) as api:
+        await api.register_org(name="甲大学", org_id=u)
+        first = (await api.published(u, title_en="Quantum dot display film"))["achievement_id"]
+        second = (await api.published(u, title_en="Quantum sensing magnetometer"))["achievement_id"]
+    pg = store_url.startswith("postgresql")
+    db = Database(store_url)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate("0005", down=True))
+        async with db.engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+            indexes = await conn.run_sync(lambda c: {i["name"] for i in inspect(c).get_indexes("achievements")})
+        assert "achievement_search" not in tables
+        if pg:
+            assert "ix_achievements_search" in indexes
+            async with db.engine.begin() as conn:  # a vector written while the narrow table does not exist
+                await conn.execute(text("UPDATE achievements SET search_vector = search_vector || "
+                                        "to_tsvector('simple', 'quartz') WHERE id = :i"), {"i": second})
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate("head"))
+        if pg:
+            async with db.engine.connect() as conn:
+                same_vectors = (await conn.execute(text(
+                    "SELECT count(*) FROM achievements a JOIN achievement_search s ON s.id = a.id "
+                    "WHERE s.search_vector = a.search_vector"))).scalar_one()
+            assert same_vectors == 2
+    finally:
+        await db.engine.dispose()
+    async with running_catalog(store_url, kafka_bootstrap, tmp_path / "two", facet_cache_s=0) as api:
+        body = (await api.get(A, BUYER, params={"q": "quantum"})).json()
+        assert sorted(i["achievement_id"] for i in body["items"]) == sorted([first, second])
+        if pg:
+            body = (await api.get(A, BUYER, params={"q": "quartz"})).json()
+            assert [i["achievement_id"] for i in body["items"]] == [second]
+        third = (await api.published(u, title_en="Quantum cascade laser"))["achievement_id"]
+        body = (await api.get(A, BUYER, params={"q": "quantum laser"})).json()
+        assert [i["achievement_id"] for i in body["items"]] == [third]

@@ -1,0 +1,136 @@
+"""The text a search matches and ranks follows every change, whichever process made it.
+
+On PostgreSQL text hits are matched and ranked on `achievement_search` (migration 0006), a
+narrow copy of each achievement's tsvector kept by triggers; on SQLite on the FTS5 table.
+Both ways (in-memory columns and SQL alone) must find an edited title's new words and no
+longer its old ones, follow withdrawal and a transfer, and on PostgreSQL the narrow table
+must hold exactly the vectors of the achievement rows, be rewritten only when a vector
+changes (not by a status change), and lose a deleted achievement's row."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from catalog_helpers import eventually, produce, who
+from conftest import running_catalog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from test_consumers import TRANSFER_TOPIC, transfer_event
+from test_search_columns import BUYER, same
+
+pytestmark = pytest.mark.timeout(240)
+
+A = "/api/v1/catalog/achievements"
+
+
+@pytest.fixture
+async def replicas(store_url, kafka_bootstrap, tmp_path):
+    """Two catalog processes on one store: one writes, the other searches."""
+    async with running_catalog(store_url, kafka_bootstrap, tmp_path / "a", facet_cache_s=0) as a:
+        async with running_catalog(store_url, kafka_bootstrap, tmp_path / "b", facet_cache_s=0) as b:
+            yield a, b
+
+
+def rec() -> list[dict]:
+    return [{"number": "CN202310000001.1", "kind": "invention_patent", "legal_status": "granted"}]
+
+
+async def found(api, identity, word: str, **params) -> list[str]:
+    """Ids a text search finds, asked from the columns and by SQL alone (which must agree)."""
+    body = await same(api, identity, q=word, limit=100, **params)
+    return [i["achievement_id"] for i in body["items"]]
+
+
+async def narrow_table_mismatches(store_url: str) -> int:
+    engine = create_async_engine(store_url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(text(
+                "SELECT count(*) FROM achievements a FULL JOIN achievement_search s ON s.id = a.id "
+                "WHERE a.search_vector IS DISTINCT FROM s.search_vector"))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+async def test_text_edits_withdrawal_and_transfer_by_another_process(replicas, store_url, kafka_bootstrap):
+    a, b = replicas
+    seller, buyer = f"org-s-{uuid.uuid4().hex[:6]}", f"org-b-{uuid.uuid4().hex[:6]}"
+    await a.register_org(name="甲大学", org_id=seller)
+    owner = who(seller, "institution")
+    first = await a.published(seller, title_en="Zebrafish cardiac imaging platform", ip_records=rec())
+    other = await a.published(seller, title_en="Zebrafish larvae sorting robot", ip_records=rec())
+    aid = first["achievement_id"]
+    assert sorted(await found(b, BUYER, "zebrafish")) == sorted([aid, other["achievement_id"]])
+    assert await found(b, BUYER, "cardiac") == [aid]
+
+    # The title edited by the other process: its new words found at once, its old ones no more.
+    r = await a.patch(f"{A}/{aid}", owner, headers={"If-Match": f'"{first["version"]}"'},
+                      json={"title_en": "Axolotl limb regeneration assay"})
+    assert r.status_code == 200, r.text
+    assert await found(b, BUYER, "axolotl") == [aid]
+    assert await found(b, BUYER, "cardiac") == []
+    assert await found(b, BUYER, "zebrafish") == [other["achievement_id"]]
+
+    # Withdrawn: public searches no longer find it, its owner still does (asking for withdrawn ones).
+    assert (await a.act(other["achievement_id"], "withdraw", owner)).status_code == 200
+    assert await found(b, BUYER, "zebrafish") == []
+    assert await found(b, BUYER, "zebrafish", status=["withdrawn"]) == []
+    assert await found(b, owner, "zebrafish", status=["withdrawn"]) == [other["achievement_id"]]
+
+    # Transferred (matching's events, consumed by the writing process): found among transferred ones.
+    tid = str(uuid.uuid4())
+    await produce(kafka_bootstrap, TRANSFER_TOPIC, [transfer_event("signed", tid, [aid], seller, buyer)])
+    await produce(kafka_bootstrap, TRANSFER_TOPIC, [
+        transfer_event("completed", tid, [aid], seller, buyer, completed_at="2026-06-01T08:00:00Z")])
+
+    async def transferred():
+        return (await b.get(f"{A}/{aid}", BUYER)).json()["status"] == "transferred"
+
+    await eventually(transferred)
+    assert await found(b, BUYER, "axolotl") == []  # the default: published and under negotiation
+    body = await same(b, BUYER, q="axolotl", status=["transferred"])
+    assert [i["achievement_id"] for i in body["items"]] == [aid] and body["items"][0]["score"] > 0
+    if store_url.startswith("postgresql"):
+        assert await narrow_table_mismatches(store_url) == 0
+
+
+async def test_the_narrow_text_table_changes_only_with_the_vectors(api, store_url):
+    if not store_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's narrow text table (SQLite ranks on its FTS5 table)")
+    u = f"org-n-{uuid.uuid4().hex[:6]}"
+    await api.register_org(name="甲大学", org_id=u)
+    listing = await api.published(u, title_en="Perovskite tandem solar cell", ip_records=rec())
+    aid = listing["achievement_id"]
+    await api.create(u, title_en="Perovskite ink for printing")
+    engine = create_async_engine(store_url)
+    try:
+        async def version_of_row() -> str:  # the row version PostgreSQL gives each write
+            async with engine.connect() as conn:
+                return (await conn.execute(text("SELECT xmin::text FROM achievement_search WHERE id = :i"),
+                                           {"i": aid})).scalar_one()
+
+        assert await narrow_table_mismatches(store_url) == 0
+        before = await version_of_row()
+        # A status change leaves the vector, and so the narrow row, as it was.
+        assert (await api.act(aid, "withdraw", who(u, "institution"))).status_code == 200
+        assert await version_of_row() == before
+        # A vector changed by a direct write is copied; a deleted achievement's row goes.
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE achievements SET search_vector = to_tsvector('simple', 'gallium') "
+                                    "WHERE id = :i"), {"i": aid})
+        assert await version_of_row() != before
+        assert await narrow_table_mismatches(store_url) == 0
+        assert await found(api, who(u, "institution"), "gallium", status=["withdrawn"]) == [aid]
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM achievement_ipc WHERE achievement_id = :i"), {"i": aid})
+            await conn.execute(text("DELETE FROM history WHERE aggregate_id = :i"), {"i": aid})
+            await conn.execute(text("DELETE FROM achievements WHERE id = :i"), {"i": aid})
+        async with engine.connect() as conn:
+            left = (await conn.execute(text("SELECT count(*) FROM achievement_search WHERE id = :i"), {"i": aid}))
+            assert left.scalar_one() == 0
+        assert await narrow_table_mismatches(store_url) == 0
+        assert await found(api, who(u, "institution"), "gallium", status=["withdrawn"]) == []
+        assert len(await found(api, who(u, "institution"), "perovskite", status=["draft", "withdrawn"])) == 1
+    finally:
+        await engine.dispose()
