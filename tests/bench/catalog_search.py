@@ -18,7 +18,10 @@ an enterprise buyer would send them (facets on unless said otherwise):
 Each case is warmed up with a few requests, then timed `--queries` times (random choices from
 fixed lists); p50/p95 are wall times of the whole HTTP request in-process (ASGI, no network),
 and cpu is this process's CPU time per request (Python, and SQLite which runs in-process; not
-the PostgreSQL server's), which a loaded machine disturbs much less than wall time.
+the PostgreSQL server's), which a loaded machine disturbs much less than wall time. On
+PostgreSQL, when the server runs on this machine, `server_cpu_ms` (per search) and
+`server_cpu_us_per_row` (per imported row) add the CPU time of the benchmark database's
+server processes, read from /proc (absent when the server is elsewhere).
 Facet reuse is off (`--facet-cache-s 0`) unless asked for, so every count is computed.
 
     .venv/bin/python tests/bench/catalog_search.py                       # sqlite + postgresql, 10k and 100k
@@ -223,6 +226,40 @@ def profiled(enabled: bool, label: str, sql: SqlTimer, per: int):
     print("    python, by own time:\n" + "\n".join("    " + ln for ln in lines[1:18]), flush=True)
 
 
+class ServerCpu:
+    """CPU seconds used so far by the PostgreSQL server processes serving one database, read
+    from /proc (None when the server is not on this machine or not PostgreSQL)."""
+
+    def __init__(self, url: str | None):
+        self.url = url.replace("postgresql+asyncpg://", "postgresql://") if url else None
+        self.conn = None
+
+    async def start(self) -> None:
+        if self.url:
+            self.conn = await asyncpg.connect(self.url)
+            if not Path(f"/proc/{await self.conn.fetchval('SELECT pg_backend_pid()')}").exists():
+                await self.close()
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+            self.conn = None
+
+    async def seconds(self) -> float | None:
+        if self.conn is None:
+            return None
+        pids = await self.conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        ticks = 0
+        for (pid,) in pids:
+            try:  # utime and stime, the 14th and 15th fields (after the command in parentheses)
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
 # --- one store -------------------------------------------------------------------------------
 
 async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: int, tmp: Path,
@@ -241,7 +278,9 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
     def h(identity, method, path):
         return identity_headers(identity, secret, method, path)
 
+    server = ServerCpu(url if kind == "postgresql" else None)
     async with app.router.lifespan_context(app):
+        await server.start()
         runtime = app.state.runtime
         sql.attach(runtime.db.engine)
         reader = getattr(app.state, "catalog_reader", None)
@@ -264,7 +303,7 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                     loaded = (await conn.execute(text("SELECT count(*) FROM achievements"))).scalar_one()
                 batch_no = loaded // BATCH
             for size in sizes:
-                rows, seconds, cpu = 0, 0.0, 0.0
+                rows, seconds, cpu, server_cpu = 0, 0.0, 0.0, 0.0
                 reused = loaded >= size
                 while loaded < size:
                     org, body = batches[batch_no]
@@ -272,12 +311,15 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                     n = body.count(b"\n") + 1
                     owner = Identity(sub="bench", org=org, roles=frozenset({"institution"}))
                     with profiled(profile and batch_no == 1, f"{kind}: import {n} rows", sql, 1):
+                        s0 = await server.seconds()
                         c0, t0 = time.process_time(), time.perf_counter()
                         r = await c.post(f"{A}/import", headers={**h(owner, "POST", f"{A}/import"),
                                                                  "content-type": "application/x-ndjson"},
                                          params={"submit": "true"}, content=body)
                         seconds += time.perf_counter() - t0
                         cpu += time.process_time() - c0
+                        if s0 is not None:
+                            server_cpu += await server.seconds() - s0
                     assert r.status_code == 200 and r.json()["imported"] == n, r.text[:500]
                     rows += n
                     loaded += n
@@ -306,11 +348,14 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                     results.append({"store": kind, "size": size, "case": "import", "rows": rows, "from": prev,
                                     "rows_per_s": round(rows / seconds) if seconds else None,
                                     "cpu_us_per_row": round(cpu * 1e6 / rows) if rows else None})
+                    if server.conn is not None and rows:
+                        results[-1]["server_cpu_us_per_row"] = round(server_cpu * 1e6 / rows)
                     print(json.dumps(results[-1]), flush=True)
                 prev = size
 
                 async def timed(params, n):
                     times, cpu = [], 0.0
+                    s0 = await server.seconds()
                     for _ in range(n):
                         p = params()
                         c0, t0 = time.process_time(), time.perf_counter()
@@ -318,7 +363,8 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                         times.append((time.perf_counter() - t0) * 1000)
                         cpu += time.process_time() - c0
                         assert r.status_code == 200, r.text[:300]
-                    return times, cpu * 1000 / n
+                    server_ms = None if s0 is None else round((await server.seconds() - s0) * 1000 / n, 1)
+                    return times, cpu * 1000 / n, server_ms
 
                 cases = {
                     "text": lambda: {"q": rnd.choice(QUERIES)},
@@ -330,12 +376,15 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                 for name, params in cases.items():
                     await timed(params, 5)  # warm up
                     with profiled(profile, f"{kind} {size}: {name}", sql, queries):
-                        times, cpu_ms = await timed(params, queries)
+                        times, cpu_ms, server_ms = await timed(params, queries)
                     results.append({"store": kind, "size": size, "case": name, "columns": search.SNAPSHOT,
                                     "p50_ms": round(pct(times, 50), 1),
                                     "p95_ms": round(pct(times, 95), 1), "mean_ms": round(sum(times) / len(times), 1),
                                     "cpu_ms": round(cpu_ms, 1)})
+                    if server_ms is not None:
+                        results[-1]["server_cpu_ms"] = server_ms
                     print(json.dumps(results[-1]), flush=True)
+    await server.close()
     return results
 
 
@@ -387,10 +436,12 @@ async def main() -> None:
                         await drop_pg_database(server.rstrip("/"), name)
     load_after = os.getloadavg()
     print(f"\nload average (1/5/15 min) before {load_before}, after {load_after}; {os.cpu_count()} cpus")
-    print("store       size     case               p50 ms  p95 ms  cpu ms/req  import rows/s  cpu us/row")
+    print("store       size     case               p50 ms  p95 ms  cpu ms/req  server ms/req  import rows/s  "
+          "cpu us/row  server us/row")
     for r in all_results:
         print(f"{r['store']:<11} {r['size']:<8} {r['case']:<18} {r.get('p50_ms', ''):>6}  {r.get('p95_ms', ''):>6}  "
-              f"{r.get('cpu_ms', ''):>10}  {r.get('rows_per_s', ''):>13}  {r.get('cpu_us_per_row', ''):>10}")
+              f"{r.get('cpu_ms', ''):>10}  {r.get('server_cpu_ms', ''):>13}  {r.get('rows_per_s', ''):>13}  "
+              f"{r.get('cpu_us_per_row', ''):>10}  {r.get('server_cpu_us_per_row', ''):>13}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
