@@ -15,8 +15,9 @@ How a search is answered:
   loaded on the first search and, before every search, brought up to date in that search's
   read transaction from the search_changes log (migration 0005). The total, every facet and
   the order of the page (relevance: score, listing time, id; recency: listing time, id) are
-  computed there; SQL is asked only for the text hits with their scores (FTS5 bm25 /
-  ts_rank, from the text index alone), the page's documents and the institutions' names.
+  computed there; SQL is asked only for the text hits with their scores (FTS5 bm25 from the
+  FTS5 table; ts_rank from the narrow achievement_search table of migration 0006, never from
+  the wide achievement rows), the page's documents and the institutions' names.
 - otherwise by SQL alone, as follows.
 
 Where the counts come from when SQL alone answers:
