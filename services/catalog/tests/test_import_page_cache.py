@@ -71,17 +71,17 @@ async def test_a_failed_sqlite_import_gives_the_cache_back_too(api, monkeypatch)
         pytest.skip("SQLite only")
     monkeypatch.setattr(imports, "PIPELINE_ROWS", 2)
     seen = _watch_inserts(monkeypatch)
-    real_add = imports.History.add_many
+    real_add = imports.History.add_encoded
     calls = {"n": 0}
 
-    async def add_many(self, items):
+    async def add_encoded(self, items):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("store unavailable")
         await real_add(self, items)
 
     org = (await api.register_org())["organisation_id"]
-    monkeypatch.setattr(imports.History, "add_many", add_many)
+    monkeypatch.setattr(imports.History, "add_encoded", add_encoded)
     async with engine.connect() as conn:
         default = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
     with pytest.raises(RuntimeError, match="store unavailable"):

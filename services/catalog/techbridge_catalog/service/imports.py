@@ -35,7 +35,7 @@ from ..domain.achievement import Achievement
 from ..domain.history import diff
 from ..domain.model import Status
 from ..domain.rules import AchievementContent, content_errors, submission_errors
-from ..store.repository import Achievements, History, NewRow, Organisations, new_row
+from ..store.repository import Achievements, History, NewRow, Organisations, encode_json, new_row
 from .achievements import fact_event
 from .common import Actor, now
 
@@ -135,11 +135,11 @@ def _errors(payload: Any, submit: bool) -> tuple[AchievementContent | None, list
 @dataclass
 class Mapped:
     """One stretch of accepted rows as the store writes them: rows with their search tokens, the
-    history's field changes, and the submission events."""
+    history's field changes (JSON text), and the submission events."""
 
     achievements: list[Achievement]
     rows: list[NewRow]
-    changes: list[list[dict]]
+    changes: list[str]
     events: list[CloudEvent]
 
 
@@ -182,12 +182,13 @@ def check_rows(rows: list[tuple[int, Any]], owner_org_id: str, owner_region: str
 def map_rows(achievements: list[Achievement]) -> Mapped:
     """The store's rows and search tokens, the history's changes and the events of some accepted
     achievements (pure CPU; the segmentation of their text is most of it). The content is
-    dumped to JSON once, for the row and the history."""
+    dumped once, for the row and the history, and both are encoded as JSON text here, in the
+    worker thread, rather than by the driver layer in the event loop while it writes."""
     contents = [a.content.model_dump(mode="json") for a in achievements]
     return Mapped(
         achievements=achievements,
         rows=[new_row(a, c) for a, c in zip(achievements, contents, strict=True)],
-        changes=[diff(None, c) for c in contents],
+        changes=[encode_json(diff(None, c)) for c in contents],
         events=[fact_event(a, "submitted") for a in achievements if a.status == Status.submitted],
     )
 
@@ -261,7 +262,7 @@ async def store(uow: UnitOfWork, actor: Actor, prepared: Prepared) -> ImportRepo
 
 async def _write(uow: UnitOfWork, actor: Actor, mapped: Mapped) -> None:
     await Achievements(uow.session).insert(mapped.rows)
-    await History(uow.session).add_many([
+    await History(uow.session).add_encoded([
         {"aggregate": "achievement", "aggregate_id": a.id, "at": a.created_at, "actor": actor.sub,
          "actor_org": actor.org, "action": "import", "from_status": None, "to_status": a.status.value,
          "reason": None, "changes": changes}

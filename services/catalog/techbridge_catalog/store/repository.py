@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -9,7 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Integer,
+    String,
     Text,
+    TypeDecorator,
     and_,
     bindparam,
     column,
@@ -166,9 +174,30 @@ class NewRow:
     search: tuple[str, str, str]
 
 
+def encode_json(value: Any) -> str:
+    """JSON text for a JSON column, encoded by the caller (a bulk import does it in its worker
+    thread, where the dicts also die young, instead of SQLAlchemy doing it in the event loop)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class EncodedJSON(TypeDecorator):
+    """A JSON column whose values arrive already encoded (`encode_json`): bound as they are,
+    with the column's own type (PostgreSQL's json; text on SQLite). Reading is unchanged."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect):
+        return None
+
+
 def new_row(a: Achievement, content_json: dict | None = None) -> NewRow:
+    """The row of a new achievement; its content is encoded here, as `Achievements.insert`
+    binds it (EncodedJSON)."""
+    columns = _columns(a, content_json)
+    columns["content"] = encode_json(columns["content"])
     return NewRow(
-        columns=_columns(a, content_json),
+        columns=columns,
         ipc=[{"achievement_id": a.id, "code_key": ipc_key(code), "subclass": code[:4]}
              for code in a.content.all_ipc_codes()],
         search=search_fields(a.content),
@@ -183,17 +212,69 @@ def _chunks(items: Sequence, n: int = CHUNK):
         yield items[i: i + n]
 
 
-def _pg_weighted(param: str, weight: str):
-    vector = func.to_tsvector(literal_column("'simple'"), bindparam(param, type_=Text))
-    return func.setweight(vector, literal_column(f"'{weight}'"))
+def _achievement_columns():
+    """The achievements table's columns, the content bound as encoded JSON (new_row encodes it)."""
+    return [column(c.name, EncodedJSON() if c.name == "content" else c.type) for c in achievements.c]
 
 
-# PostgreSQL: the achievements table with its search_vector column (created by the migration, not
-# part of the shared table definition), so an INSERT can fill it with the same expression as
-# `_pg_vectors`: title weighs A, keywords and fields B, abstract C.
-_PG_ACHIEVEMENTS = table("achievements", *(column(c.name, c.type) for c in achievements.c), column("search_vector"))
-_PG_INSERT_WITH_VECTOR = insert(_PG_ACHIEVEMENTS).values(
-    search_vector=_pg_weighted("sv_t", "A").op("||")(_pg_weighted("sv_k", "B")).op("||")(_pg_weighted("sv_a", "C")))
+_ACHIEVEMENTS = table("achievements", *_achievement_columns())
+
+# --- PostgreSQL: one INSERT per table and step, its rows as arrays ------------------------------
+# asyncpg runs an executemany as one execution of the statement per row, so every statement
+# trigger (the facet counts, the search change log, the narrow search table) fired once per row
+# with a transition table of one row, each with its own executor start. The rows are sent as
+# one array per column instead and unnested by a single INSERT ... SELECT: each trigger runs
+# once per step over all its rows, and the driver encodes a few arrays, not a Bind per row.
+
+def _pg_array_type(t) -> str:
+    if isinstance(t, JSON):
+        return "text[]"  # encoded JSON text, cast to json per element
+    if isinstance(t, Boolean):
+        return "boolean[]"
+    if isinstance(t, BigInteger):
+        return "bigint[]"
+    if isinstance(t, Integer):
+        return "integer[]"
+    if isinstance(t, DateTime):
+        return "timestamptz[]"
+    if isinstance(t, String | Text):
+        return "text[]"
+    raise TypeError(f"no array type for {t!r}")
+
+
+def _pg_unnest_insert(name: str, columns, extra: dict[str, str] | None = None) -> tuple[Any, list[str]]:
+    """`INSERT INTO name (...) SELECT ... FROM unnest(one array per column)` and its parameter
+    names (one list each). `extra` adds target columns computed in SQL: column -> (expression
+    over v.<input>, the text inputs it reads)."""
+    names = [c.name for c in columns]
+    params = list(names)
+    exprs = [f"v.{c.name}::json" if isinstance(c.type, JSON) else f"v.{c.name}" for c in columns]
+    types = [_pg_array_type(c.type) for c in columns]
+    for target, (expression, inputs) in (extra or {}).items():
+        names.append(target)
+        exprs.append(expression)
+        params += inputs
+        types += ["text[]"] * len(inputs)
+    arrays = ", ".join(f"CAST(:{p} AS {t})" for p, t in zip(params, types, strict=True))
+    sql = (f"INSERT INTO {name} ({', '.join(names)}) SELECT {', '.join(exprs)} "
+           f"FROM unnest({arrays}) AS v({', '.join(params)})")
+    return text(sql), params
+
+
+# The tsvector is computed in the INSERT itself (a later UPDATE would write every new row and
+# its index entries a second time), with the same expression as an edit (`_pg_vectors`): title
+# weighs A, keywords and fields B, abstract C.
+_PG_VECTOR = ("setweight(to_tsvector('simple', v.sv_t), 'A') || setweight(to_tsvector('simple', v.sv_k), 'B') "
+              "|| setweight(to_tsvector('simple', v.sv_a), 'C')")
+_PG_INSERT_ACHIEVEMENTS, _PG_ACHIEVEMENT_PARAMS = _pg_unnest_insert(
+    "achievements", [c for c in achievements.c if c.name != "fts_rowid"],  # (SQLite's FTS5 rowid)
+    {"search_vector": (_PG_VECTOR, ["sv_t", "sv_k", "sv_a"])})
+_PG_INSERT_IPC, _ = _pg_unnest_insert("achievement_ipc", list(achievement_ipc.c))
+_PG_INSERT_HISTORY, _PG_HISTORY_PARAMS = _pg_unnest_insert("history", [c for c in history.c if c.name != "seq"])
+
+
+def _arrays(params: list[str], rows: Sequence[dict]) -> dict[str, list]:
+    return {p: [r[p] for r in rows] for p in params}
 
 
 # SQLite: the page cache of a connection writing a bulk import (KiB; the default is 2 MiB). A
@@ -260,7 +341,9 @@ class Achievements:
         await self.insert([new_row(a) for a in items])
 
     async def insert(self, rows: Sequence[NewRow]) -> None:
-        """Store new achievements: a few statements per thousand rows, in the caller's transaction."""
+        """Store new achievements in the caller's transaction: on PostgreSQL one statement per
+        table for all the rows, on SQLite a few per thousand rows (its executemany runs in C with
+        one prepared statement, and it has no statement triggers)."""
         if not rows:
             return
         sqlite = _dialect(self.s) == "sqlite"
@@ -270,22 +353,22 @@ class Achievements:
             top = (await self.s.execute(text("SELECT coalesce(max(rowid), 0) FROM achievement_fts"))).scalar_one()
             for n, row in enumerate(rows, start=1):
                 row.columns["fts_rowid"] = top + n
+        if not sqlite:
+            await self.s.execute(_PG_INSERT_ACHIEVEMENTS, _arrays(_PG_ACHIEVEMENT_PARAMS, [
+                {**r.columns, "sv_t": r.search[0], "sv_k": r.search[1], "sv_a": r.search[2]} for r in rows]))
+            ipc_rows = [i for r in rows for i in r.ipc]
+            if ipc_rows:
+                await self.s.execute(_PG_INSERT_IPC, _arrays(["achievement_id", "code_key", "subclass"], ipc_rows))
+            return
         for chunk in _chunks(rows):
-            if sqlite:
-                await self.s.execute(insert(achievements), [r.columns for r in chunk])
-            else:
-                # The tsvector is computed in the INSERT itself: a later UPDATE would write every
-                # new row (and all its index entries) a second time.
-                await self.s.execute(_PG_INSERT_WITH_VECTOR, [
-                    {**r.columns, "sv_t": r.search[0], "sv_k": r.search[1], "sv_a": r.search[2]} for r in chunk])
+            await self.s.execute(insert(_ACHIEVEMENTS), [r.columns for r in chunk])
             ipc_rows = [i for r in chunk for i in r.ipc]
             if ipc_rows:
                 await self.s.execute(insert(achievement_ipc), ipc_rows)
-            if sqlite:
-                await self.s.execute(
-                    text("INSERT INTO achievement_fts (rowid, title, keywords, abstract) VALUES (:r, :t, :k, :a)"),
-                    [{"r": r.columns["fts_rowid"], "t": r.search[0], "k": r.search[1], "a": r.search[2]} for r in chunk],
-                )
+            await self.s.execute(
+                text("INSERT INTO achievement_fts (rowid, title, keywords, abstract) VALUES (:r, :t, :k, :a)"),
+                [{"r": r.columns["fts_rowid"], "t": r.search[0], "k": r.search[1], "a": r.search[2]} for r in chunk],
+            )
 
     async def _pg_vectors(self, docs: list[tuple[str, str, str, str]]) -> None:
         """One UPDATE for many rows (a statement per row costs a round trip each)."""
@@ -423,6 +506,11 @@ class Achievements:
 
 # --- history ---------------------------------------------------------------------------------
 
+# History rows whose changes arrive encoded (`encode_json`), as a bulk import writes them.
+_HISTORY_ENCODED = table("history", *(column(c.name, EncodedJSON() if c.name == "changes" else c.type)
+                                      for c in history.c if c.name != "seq"))
+
+
 class History:
     def __init__(self, session: AsyncSession):
         self.s = session
@@ -430,6 +518,16 @@ class History:
     async def add_many(self, rows: list[dict]) -> None:
         if rows:
             await self.s.execute(insert(history), rows)
+
+    async def add_encoded(self, rows: list[dict]) -> None:
+        """Like add_many, with each row's `changes` already JSON text (`encode_json`)."""
+        if not rows:
+            return
+        if _dialect(self.s) == "postgresql":
+            await self.s.execute(_PG_INSERT_HISTORY, _arrays(_PG_HISTORY_PARAMS, rows))
+            return
+        for chunk in _chunks(rows):
+            await self.s.execute(insert(_HISTORY_ENCODED), chunk)
 
     async def add(self, **row) -> None:
         await self.add_many([row])
