@@ -5,7 +5,9 @@ narrow copy of each achievement's tsvector kept by triggers; on SQLite on the FT
 Both ways (in-memory columns and SQL alone) must find an edited title's new words and no
 longer its old ones, follow withdrawal and a transfer, and on PostgreSQL the narrow table
 must hold exactly the vectors of the achievement rows, be rewritten only when a vector
-changes (not by a status change), and lose a deleted achievement's row."""
+changes (not by a status change), and lose a deleted achievement's row. On SQLite a search
+whose filters keep few of its hits scores only those (bm25 is most of a common word's cost),
+with the same scores and order as when every hit is scored."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from conftest import running_catalog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from test_consumers import TRANSFER_TOPIC, transfer_event
-from test_search_columns import BUYER, same
+from search_corpus import U2, U3
+from test_search_columns import BUYER, REVIEWER, columns_of, corpus, same  # noqa: F401 (corpus: a fixture)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -134,3 +137,46 @@ async def test_the_narrow_text_table_changes_only_with_the_vectors(api, store_ur
         assert len(await found(api, who(u, "institution"), "perovskite", status=["draft", "withdrawn"])) == 1
     finally:
         await engine.dispose()
+
+
+# --- SQLite: which hits are scored -------------------------------------------------------------
+
+@pytest.mark.parametrize("params, way", [
+    ({"q": "电池"}, "all"),                          # no filter: matched and scored in one statement
+    ({"q": "电池", "trl_min": 1}, "all"),            # a filter every hit passes: all scored
+    ({"q": "电池", "institution": U2}, "filtered"),  # one hit of five passes: only it is scored
+    ({"q": "电池", "institution": "org-none"}, "filtered"),  # none passes: nothing to score
+    ({"q": "电池", "sort": "recency"}, "none"),      # a page by listing time needs no score
+    ({"q": "电池", "institution": U2, "sort": "recency"}, "none"),
+])
+async def test_sqlite_scores_only_hits_the_page_can_come_from(corpus, params, way):
+    whole = {i["achievement_id"]: i["score"] for i in (await same(corpus, BUYER, q="电池", limit=100))["items"]}
+    cols = columns_of(corpus)
+    if cols.pg:
+        pytest.skip("SQLite's FTS5 scoring (PostgreSQL ranks its narrow table's hits in the match)")
+    before = cols.text_ranking.copy()
+    body = await same(corpus, BUYER, limit=100, **params)
+    assert cols.text_ranking - before == {way: 1}  # (then SQL alone answers it, for the comparison)
+    for item in body["items"]:  # the same scores as when every hit is scored
+        assert item["score"] == (whole[item["achievement_id"]] if params.get("sort") != "recency" else None)
+    if params.get("institution") == U2:
+        assert body["total"] == 1 and len(body["items"]) == 1
+
+
+async def test_sqlite_pages_of_filtered_hits_follow_one_order(corpus):
+    """Relevance pages over a filter that keeps few hits (scored apart) cover them once each,
+    in the order SQL alone gives."""
+    await same(corpus, REVIEWER, q="battery")
+    cols = columns_of(corpus)
+    before = cols.text_ranking.copy()
+    cursor, seen = None, []
+    for _ in range(10):
+        body = await same(corpus, REVIEWER, q="battery", institution=U3, limit=1,
+                          **({"cursor": cursor} if cursor else {}))
+        seen += [i["achievement_id"] for i in body["items"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == body["total"] > 1
+    if not cols.pg:  # two of the five hits pass: each page scored just those
+        assert cols.text_ranking - before == {"filtered": len(seen)}
