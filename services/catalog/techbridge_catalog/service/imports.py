@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import gc
 import io
 import json
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -211,6 +213,37 @@ def _steps(achievements: list[Achievement], rest: int | None = None) -> list[lis
     return [achievements[:first]] + [achievements[i: i + rest] for i in range(first, len(achievements), rest)]
 
 
+# The cyclic garbage collector is paused while an import validates, maps and writes its rows.
+# An import keeps thousands of small objects alive until it commits (models, rows, events,
+# report entries), so they survive the young collections and, past a quarter of the process's
+# long-lived objects, set off a full collection that walks every object of the process (the
+# application's, tens of thousands of listings' search columns' owners, ...): measured with
+# gc.callbacks at 90,000 -> 100,000 rows, 68 us of CPU per imported row (13 % of the import),
+# one full collection per 2,000-row request. Objects freed by reference counting (nearly all)
+# are freed as ever; only reference cycles wait for the collector, which runs again as soon as
+# the last import in the process ends. A collector someone else switched off stays off.
+_pause = threading.Lock()
+_paused = 0
+_resume = False
+
+
+@contextlib.contextmanager
+def collector_paused():
+    global _paused, _resume
+    with _pause:
+        if _paused == 0:
+            _resume = gc.isenabled()
+            gc.disable()
+        _paused += 1
+    try:
+        yield
+    finally:
+        with _pause:
+            _paused -= 1
+            if _paused == 0 and _resume:
+                gc.enable()
+
+
 async def owner_of(session, actor: Actor) -> dict:
     if not actor.org:
         raise Forbidden("your identity names no organisation; imported achievements need an owner")
@@ -225,10 +258,11 @@ async def prepare(org: dict, rows: list[tuple[int, Any]], *, best_effort: bool, 
     keeps answering other requests, and a bad row in an atomic import is found before any
     transaction opens."""
     def work() -> Prepared:
-        p = check_rows(rows, org["id"], org["region"], best_effort=best_effort, submit=submit, at=now())
-        if p.achievements:
-            p.first = map_rows(_steps(p.achievements)[0])
-        return p
+        with collector_paused():
+            p = check_rows(rows, org["id"], org["region"], best_effort=best_effort, submit=submit, at=now())
+            if p.achievements:
+                p.first = map_rows(_steps(p.achievements)[0])
+            return p
 
     return await asyncio.to_thread(work)
 
@@ -240,6 +274,11 @@ async def store(uow: UnitOfWork, actor: Actor, prepared: Prepared) -> ImportRepo
     good = prepared.achievements
     if not good:
         return prepared.report
+    with collector_paused():
+        return await _store(uow, actor, prepared, good)
+
+
+async def _store(uow: UnitOfWork, actor: Actor, prepared: Prepared, good: list[Achievement]) -> ImportReport:
     sqlite = uow.session.bind.dialect.name == "sqlite"
     steps = _steps(good, None if sqlite else POSTGRES_STEP_ROWS)
     await Achievements(uow.session).widen_page_cache()
