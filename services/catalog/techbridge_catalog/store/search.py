@@ -17,7 +17,10 @@ How a search is answered:
   the order of the page (relevance: score, listing time, id; recency: listing time, id) are
   computed there; SQL is asked only for the text hits with their scores (FTS5 bm25 from the
   FTS5 table; ts_rank from the narrow achievement_search table of migration 0006, never from
-  the wide achievement rows), the page's documents and the institutions' names.
+  the wide achievement rows), the page's documents and the institutions' names. On SQLite a
+  search whose filters keep less than half of its text hits scores only those (the hits are
+  matched without scores first; bm25 is most of a common word's cost), one by listing time
+  none.
 - otherwise by SQL alone, as follows.
 
 Where the counts come from when SQL alone answers:
