@@ -176,7 +176,9 @@ class NewRow:
 
 def encode_json(value: Any) -> str:
     """JSON text for a JSON column, encoded by the caller (a bulk import does it in its worker
-    thread, where the dicts also die young, instead of SQLAlchemy doing it in the event loop)."""
+    thread, where the dicts also die young, instead of SQLAlchemy doing it in the event loop).
+    UTF-8 rather than ASCII escapes (half the bytes for Chinese text): the content model refuses
+    strings that are not valid Unicode (a lone surrogate), so every value is encodable."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
