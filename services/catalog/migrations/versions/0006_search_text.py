@@ -1,9 +1,9 @@
 """PostgreSQL: rank text hits on a narrow table (id, search_vector) instead of the wide rows.
 
 A text search ranks every hit with `ts_rank`, which needs the hit's tsvector; read from
-`achievements`, that is one visit of a wide row (the JSON content, ~4 KB a row, 390 MB at
-100,000 listings) per hit, thousands of heap pages for a common word, more than the shared
-buffers hold. `achievement_search` holds just the id and the same tsvector (~650 bytes a row),
+`achievements`, that is one visit of a wide row (with the JSON content ~1.9 KB; a 390 MB
+heap at 100,000 listings once each row was updated) per hit, thousands of heap pages for a
+common word, more than the shared buffers hold. `achievement_search` holds just the id and the same tsvector (~650 bytes a row),
 with the GIN index that was on `achievements`: the match and the ranking read a sixth of the
 pages and stay in the buffers.
 
