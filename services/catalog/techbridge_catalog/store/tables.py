@@ -1,6 +1,8 @@
 """The catalog's tables. Search structures that SQLAlchemy cannot describe portably (the FTS5
-virtual table on SQLite, the tsvector column and its GIN index on PostgreSQL, the triggers that
-keep the facet counts) are created by migrations 0002 and 0004 and read only in `store/search.py`."""
+virtual table on SQLite; on PostgreSQL the tsvector column, the narrow `achievement_search`
+table with its GIN index and the triggers that copy vectors into it; the triggers that keep the
+facet counts and the search change log) are created by migrations 0002 and 0004-0007 and read
+only in `store/search.py`."""
 
 from sqlalchemy import (
     JSON,
