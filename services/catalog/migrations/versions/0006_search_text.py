@@ -3,9 +3,9 @@
 A text search ranks every hit with `ts_rank`, which needs the hit's tsvector; read from
 `achievements`, that is one visit of a wide row (with the JSON content ~1.9 KB; a 390 MB
 heap at 100,000 listings once each row was updated) per hit, thousands of heap pages for a
-common word, more than the shared buffers hold. `achievement_search` holds just the id and the same tsvector (~650 bytes a row),
-with the GIN index that was on `achievements`: the match and the ranking read a sixth of the
-pages and stay in the buffers.
+common word, more than the shared buffers hold. `achievement_search` holds just the id and
+the same tsvector (~650 bytes a row), with the GIN index that was on `achievements`: the match
+and the ranking read a sixth of the pages and stay in the buffers.
 
 It is kept by triggers in the writer's transaction, so it is never behind the achievement
 rows any snapshot sees: an INSERT copies its rows' vectors (one statement per INSERT, from

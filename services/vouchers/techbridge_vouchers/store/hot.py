@@ -2,9 +2,10 @@
 (three after a conflict).
 
 The same service-layer functions and domain rules run as on the general path; only the I/O
-differs. A `HotRepository` answers the few reads those commands make with one server-side
-function call each (read, or lock + read; see migrations 0003 and 0005), keeps every write in
-memory, and writes them all with one call of `vouchers_apply`, which moves the balances with the
+differs. A `HotRepository` answers the few reads those commands make with one statement each
+(without locks a prepared query; under them a server-side function that locks and reads, see
+migrations 0003 and 0005), keeps every write in memory, and writes them all with one call of
+`vouchers_apply` (migration 0008), which moves the balances with the
 same conditional updates (an overdraft refuses the whole write), compares-and-sets the chain heads
 read and, for reads made without locks, the row versions read, and inserts the outbox rows and the
 Idempotency-Key record in the same transaction.
@@ -116,7 +117,7 @@ FROM (SELECT) AS one LEFT JOIN (redemptions r JOIN vouchers v ON v.id = r.vouche
 
 
 class StoredResponse(Exception):
-    """The Idempotency-Key already has a response (found by the first locked read)."""
+    """The Idempotency-Key already has a response (found by the command's first read)."""
 
     def __init__(self, stored: dict[str, Any]):
         super().__init__("stored response")
