@@ -336,6 +336,10 @@ class _Connection(asyncio.Protocol):
                     await fut
         finally:
             timer.cancel()
+            if not fut.done():
+                # Given up on (the upload failed, or the caller was cancelled): nobody waits for
+                # it any more, so the connection's loss must not fail it unseen.
+                fut.cancel()
 
     def finished(self, reusable: bool) -> None:
         self._response = None
