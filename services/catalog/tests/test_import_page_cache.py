@@ -42,10 +42,17 @@ def _watch_inserts(monkeypatch) -> list[tuple]:
     return seen
 
 
-async def test_an_sqlite_import_writes_with_a_wide_cache_and_gives_it_back(api, monkeypatch):
+def _engine_on(api, dialect: str):
+    """The catalog's engine, if its store is `dialect` (the page cache is SQLite's, per
+    connection; on PostgreSQL imports must leave connections alone); else the test is skipped."""
     engine = api.app.state.runtime.db.engine
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's page cache is per connection; PostgreSQL is covered below")
+    if engine.dialect.name != dialect:
+        pytest.skip(f"{dialect} only")
+    return engine
+
+
+async def test_an_sqlite_import_writes_with_a_wide_cache_and_gives_it_back(api, monkeypatch):
+    engine = _engine_on(api, "sqlite")
     monkeypatch.setattr(imports, "PIPELINE_ROWS", 2)
     seen = _watch_inserts(monkeypatch)
     org = (await api.register_org())["organisation_id"]
@@ -66,9 +73,7 @@ async def test_an_sqlite_import_writes_with_a_wide_cache_and_gives_it_back(api, 
 
 
 async def test_a_failed_sqlite_import_gives_the_cache_back_too(api, monkeypatch):
-    engine = api.app.state.runtime.db.engine
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only")
+    engine = _engine_on(api, "sqlite")
     monkeypatch.setattr(imports, "PIPELINE_ROWS", 2)
     seen = _watch_inserts(monkeypatch)
     real_add = imports.History.add_encoded
@@ -114,9 +119,7 @@ def test_a_connection_that_cannot_be_reset_is_discarded():
 
 
 async def test_postgresql_imports_leave_the_connection_alone(api, monkeypatch):
-    engine = api.app.state.runtime.db.engine
-    if engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL only")
+    engine = _engine_on(api, "postgresql")
     org = (await api.register_org())["organisation_id"]
     r = await api.post(IMPORT, who(org, "institution"), content=jsonl(rows(3)), headers=NDJSON)
     assert r.status_code == 200 and r.json()["imported"] == 3

@@ -15,28 +15,16 @@ import uuid
 
 import pytest
 from catalog_helpers import eventually, produce, who
-from conftest import running_catalog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from test_consumers import TRANSFER_TOPIC, transfer_event
 from search_corpus import U2, U3
-from test_search_columns import BUYER, REVIEWER, columns_of, corpus, same  # noqa: F401 (corpus: a fixture)
+from test_search_columns import (  # noqa: F401 (corpus, replicas: fixtures)
+    BUYER, REVIEWER, columns_of, corpus, rec, replicas, same)
 
 pytestmark = pytest.mark.timeout(240)
 
 A = "/api/v1/catalog/achievements"
-
-
-@pytest.fixture
-async def replicas(store_url, kafka_bootstrap, tmp_path):
-    """Two catalog processes on one store: one writes, the other searches."""
-    async with running_catalog(store_url, kafka_bootstrap, tmp_path / "a", facet_cache_s=0) as a:
-        async with running_catalog(store_url, kafka_bootstrap, tmp_path / "b", facet_cache_s=0) as b:
-            yield a, b
-
-
-def rec() -> list[dict]:
-    return [{"number": "CN202310000001.1", "kind": "invention_patent", "legal_status": "granted"}]
 
 
 async def found(api, identity, word: str, **params) -> list[str]:
