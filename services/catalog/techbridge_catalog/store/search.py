@@ -82,9 +82,9 @@ def _fts_match(tokens) -> str:
     return " ".join('"' + t.replace('"', "") + '"' for t in tokens)
 
 
-def _pg_match(t, param: str, q: SearchQuery):
-    tsq = func.plainto_tsquery(literal_column("'simple'::regconfig"), bindparam(param, " ".join(q.text_tokens)))
-    return t.c.search_vector.op("@@")(tsq)
+def _pg_tsquery(param: str, q: SearchQuery):
+    """PostgreSQL: the search's words as a tsquery, bound as `param`."""
+    return func.plainto_tsquery(literal_column("'simple'::regconfig"), bindparam(param, " ".join(q.text_tokens)))
 
 
 def _pg_binary_array(data: bytes, kind: str) -> np.ndarray:
@@ -129,7 +129,7 @@ class Search:
         if not q.text_tokens:
             return None
         if self.pg:
-            return A.c.id.in_(select(TEXT.c.id).where(_pg_match(TEXT, "tsq", q)))
+            return A.c.id.in_(select(TEXT.c.id).where(TEXT.c.search_vector.op("@@")(_pg_tsquery("tsq", q))))
         sub = select(FTS.c.rowid).where(text("achievement_fts MATCH :fts").bindparams(fts=_fts_match(q.text_tokens)))
         return A.c.fts_rowid.in_(sub)
 
@@ -381,8 +381,7 @@ class Search:
             if self.pg:
                 # ts_rank (higher is better) from achievement_search (migration 0006), the query
                 # built once in FROM (see _text_hits).
-                built = func.plainto_tsquery(literal_column("'simple'::regconfig"),
-                                             bindparam("tsq2", " ".join(q.text_tokens))).alias("q")
+                built = _pg_tsquery("tsq2", q).alias("q")
                 hits = (select(TEXT.c.id.label("r"), func.ts_rank(TEXT.c.search_vector, built.column).label("score"))
                         .select_from(built.join(TEXT, TEXT.c.search_vector.op("@@")(built.column)))
                         .subquery("hits"))
