@@ -95,6 +95,9 @@ DATABASE_RETRY_AFTER_S = 2
 UNPARSEABLE_BODY = "There was an error parsing the body"
 
 
+_CLOSED_MESSAGES = frozenset({"connection is closed", "pool is closing", "pool is closed"})
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
     """True when `exc` (or what caused it) says the database could not be reached or dropped the
     connection (server restarting, shutting down, refusing connections, pool exhausted): a
@@ -108,8 +111,9 @@ def is_database_unavailable(exc: BaseException) -> bool:
             pg_exc.PostgresConnectionError, pg_exc.OperatorInterventionError,
             pg_exc.ConnectionDoesNotExistError, pg_exc.TooManyConnectionsError,
         )
+        closed = pg_exc.InterfaceError
     except ImportError:  # pragma: no cover - asyncpg is a dependency of this package
-        pg_kinds = ()
+        pg_kinds, closed = (), ()
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -117,6 +121,10 @@ def is_database_unavailable(exc: BaseException) -> bool:
         if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
             return True
         if isinstance(current, (sa_exc.DisconnectionError, sa_exc.TimeoutError, ConnectionError, *pg_kinds)):
+            return True
+        # A statement on a connection the server had already closed (asyncpg checks before it
+        # sends), or a pool closing as the process stops.
+        if isinstance(current, closed) and str(current) in _CLOSED_MESSAGES:
             return True
         orig = getattr(current, "orig", None)
         current = orig if isinstance(orig, BaseException) and id(orig) not in seen else (
@@ -208,30 +216,50 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        if is_database_unavailable(exc):
-            # Nothing was applied that a retry could duplicate: the transaction rolled back
-            # (or, if the connection dropped during COMMIT, a retry with the same
-            # Idempotency-Key answers with the stored outcome).
-            log.warning("database unavailable: %s", f"{type(exc).__name__}: {exc}".splitlines()[0])
-            return problem_response(
-                request, 503, code="database_unavailable", title="Service Unavailable",
-                detail="The service cannot reach its database at the moment; retry later.",
-                headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-            )
-        if is_concurrent_conflict(exc):
-            # The database rolled this transaction back in favour of a concurrent one.
-            log.warning("concurrent transaction conflict: %s", f"{type(exc).__name__}: {exc}".splitlines()[0])
-            return problem_response(
-                request, 503, code="concurrent_update", title="Service Unavailable",
-                detail="A concurrent change got in the way and nothing was applied; retry the request.",
-                headers={"Retry-After": "1"},
-            )
-        log.exception("unhandled error")
+    # Starlette answers with the handler registered for Exception outside every middleware of
+    # the app (and then re-raises to the server): that answer has no X-Request-ID, and the access
+    # log and metrics count it as a 500. The errors of the store and the network, the ones that
+    # may become 503s, are answered inside, by the same handler.
+    for kind in _infrastructure_errors():
+        app.add_exception_handler(kind, _unexpected)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def _infrastructure_errors() -> tuple[type[Exception], ...]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - asyncpg is a dependency of this package
+        return OSError, SQLAlchemyError
+    return OSError, SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError
+
+
+async def _unexpected(request: Request, exc: Exception):
+    """Any error no other handler answered: a retryable 503 when the database is out of reach or
+    a concurrent transaction won, else a 500 that says nothing of the internals (logged here)."""
+    if is_database_unavailable(exc):
+        # Nothing was applied that a retry could duplicate: the transaction rolled back
+        # (or, if the connection dropped during COMMIT, a retry with the same
+        # Idempotency-Key answers with the stored outcome).
+        log.warning("database unavailable: %s", f"{type(exc).__name__}: {exc}".splitlines()[0])
         return problem_response(
-            request, 500, code="internal_error", detail="An unexpected error occurred; it has been logged."
+            request, 503, code="database_unavailable", title="Service Unavailable",
+            detail="The service cannot reach its database at the moment; retry later.",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         )
+    if is_concurrent_conflict(exc):
+        # The database rolled this transaction back in favour of a concurrent one.
+        log.warning("concurrent transaction conflict: %s", f"{type(exc).__name__}: {exc}".splitlines()[0])
+        return problem_response(
+            request, 503, code="concurrent_update", title="Service Unavailable",
+            detail="A concurrent change got in the way and nothing was applied; retry the request.",
+            headers={"Retry-After": "1"},
+        )
+    log.exception("unhandled error")
+    return problem_response(
+        request, 500, code="internal_error", detail="An unexpected error occurred; it has been logged."
+    )
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -1,5 +1,7 @@
 """problem+json, request ids and pagination, through a real FastAPI app in-process."""
 
+import logging
+
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
@@ -47,6 +49,22 @@ def make_app() -> FastAPI:
     @app.get("/boom")
     async def boom():
         raise RuntimeError("secret internals")
+
+    @app.get("/unreachable")
+    async def unreachable(how: str):
+        import asyncpg
+        from sqlalchemy.exc import DBAPIError
+
+        if how == "refused":  # the server is down: no connection can be made
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+        if how == "closed":  # a statement on a connection the server has since closed
+            raise asyncpg.InterfaceError("connection is closed")
+        if how == "shutting-down":  # through SQLAlchemy, as the general path sees it
+            try:
+                raise asyncpg.CannotConnectNowError("the database system is shutting down")
+            except asyncpg.PostgresError as exc:
+                raise DBAPIError("SELECT 1", {}, exc) from exc
+        raise asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
 
     return app
 
@@ -104,6 +122,25 @@ async def test_a_transaction_lost_to_a_concurrent_one_is_a_retryable_503(client)
     r = await client.get("/deadlock")
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert r.json()["code"] == "concurrent_update" and "UPDATE" not in r.text
+
+
+@pytest.mark.parametrize("how", ["refused", "closed", "shutting-down"])
+async def test_a_database_out_of_reach_is_a_retryable_503_with_its_request_id(client, caplog, how):
+    with caplog.at_level(logging.INFO, logger="techbridge.access"):
+        r = await client.get("/unreachable", params={"how": how}, headers={"X-Request-ID": f"down-{how}"})
+    assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "database_unavailable" and r.headers["retry-after"]
+    assert "5432" not in r.text and "asyncpg" not in r.text
+    # Answered inside the app's middleware: the caller's request id comes back, and the access
+    # log (and so the metrics) record the 503 the caller saw.
+    assert r.headers["x-request-id"] == f"down-{how}"
+    assert [rec.status for rec in caplog.records if rec.name == "techbridge.access"] == [503]
+
+
+async def test_a_driver_error_that_is_not_a_lost_connection_stays_a_500(client):
+    r = await client.get("/unreachable", params={"how": "misuse"})
+    assert r.status_code == 500 and r.json()["code"] == "internal_error"
+    assert "another operation" not in r.text
 
 
 async def test_request_id_is_passed_on_or_created(client):
