@@ -130,6 +130,7 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
     from techbridge_vouchers.domain import model as m
     from techbridge_vouchers.service_layer import redemptions
     from techbridge_vouchers.service_layer.common import Actor
+    from techbridge_vouchers.store.hot import close_pool, hot_path_for
     from techbridge_vouchers.store.transact import IdempotencyRequest, transact
 
     def present(r: m.Redemption) -> dict:  # the response body, as the REST endpoints make and store it
@@ -177,6 +178,8 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
     await asyncio.sleep(warmup)
     from techbridge_vouchers.store.transact import retries
     retries_before = dict(retries)
+    writes = (await hot_path_for(rt.db, 2 * rt.settings.database_pool_size)).writes if hot_path else None
+    grouped_before = (writes.documents, writes.batches) if writes else (0, 0)
     measuring = True
     t_start = time.perf_counter()
     cpu_start, pg_start = time.process_time(), backend_cpu_s(db) if seed == 0 else None
@@ -185,13 +188,13 @@ async def worker_main(url: str, clients: int, seconds: float, warmup: float, fix
     elapsed = time.perf_counter() - t_start
     cpu, pg_end = time.process_time() - cpu_start, backend_cpu_s(db) if seed == 0 else None
     retries_in_window = {k: n - retries_before.get(k, 0) for k, n in retries.items() if n > retries_before.get(k, 0)}
+    grouped = (writes.documents - grouped_before[0], writes.batches - grouped_before[1]) if writes else (0, 0)
     stop = True
     await asyncio.gather(*tasks)
-    from techbridge_vouchers.store import hot
-    await hot.close_pool(rt.db)
+    await close_pool(rt.db)
     await rt.db.dispose()
     latencies.sort()
-    return {"retries": retries_in_window, "commands": commands, "done": done, "all_done": all_done, "elapsed": elapsed, "refused": refused, "client_cpu_s": cpu,
+    return {"retries": retries_in_window, "grouped_writes": grouped, "commands": commands, "done": done, "all_done": all_done, "elapsed": elapsed, "refused": refused, "client_cpu_s": cpu,
             "server_cpu_s": (pg_end - pg_start) if pg_start is not None and pg_end is not None else None,
             "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else None,
             "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else None}
@@ -282,6 +285,9 @@ def run_load(url: str, clients: int, processes: int, seconds: float, fixture: di
             # Commands written without locks that found their read changed and ran again under them.
             "second_runs": sum(r["retries"].get("unlocked_read_changed", 0) for r in results)
             / max(1, sum(r["commands"] for r in results)),
+            # Unlocked writes per group commit (each batch is one transaction).
+            "writes_per_commit": sum(r["grouped_writes"][0] for r in results)
+            / max(1, sum(r["grouped_writes"][1] for r in results)),
             "p50_ms": max((r["p50_ms"] or 0) for r in results), "p99_ms": max((r["p99_ms"] or 0) for r in results),
             "server_side": server_side.summary(sum(r["all_done"] for r in results))}
 
@@ -337,7 +343,8 @@ def main() -> None:
             server_ms = f"{r['server_cpu_ms']:.2f}" if r["server_cpu_ms"] is not None else "?"
             print(f"clients={c:3d} processes={r['processes']}: {r['redemptions_per_s']:7.1f} redemptions/s "
                   f"(reserve+settle), p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, refused {r['refused']}, "
-                  f"retries {r['retries']} ({r['second_runs']:.1%} of commands ran again under the locks); CPU per redemption: service {r['client_cpu_ms']:.2f} ms, "
+                  f"retries {r['retries']} ({r['second_runs']:.1%} of commands ran again under the locks), "
+                  f"{r['writes_per_commit']:.1f} writes per group commit; CPU per redemption: service {r['client_cpu_ms']:.2f} ms, "
                   f"PostgreSQL {server_ms} ms")
             print(f"    PostgreSQL backends (mean): {r['server_side'].get('backends')}; "
                   f"per redemption: {r['server_side'].get('per_redemption')}")
@@ -356,6 +363,7 @@ def main() -> None:
                            "postgresql": r["server_cpu_ms"] and round(r["server_cpu_ms"], 2)}
                        for c, r in results.items()},
                    "second_runs_under_locks": {c: round(r["second_runs"], 4) for c, r in results.items()},
+                   "writes_per_group_commit": {c: round(r["writes_per_commit"], 1) for c, r in results.items()},
                    "postgresql_side": {c: r["server_side"] for c, r in results.items()}}
         print(json.dumps(summary))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

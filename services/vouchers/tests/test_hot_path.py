@@ -390,3 +390,64 @@ async def test_concurrent_settlements_and_payouts_of_one_agency_lose_nothing(pg_
         assert (payable, paid) == (12, 12) and row + credits == 12
         check = await api.check()
         assert check["ok"], check["problems"]
+
+
+# --- group commit ------------------------------------------------------------------------------
+
+async def _written_later(api, agency, monkeypatch, requests: list[tuple[str, int]]) -> list[dict]:
+    """Run a reservation per (voucher, amount) through the endpoint, keeping each write document
+    instead of writing it: every command reads the state before any of them."""
+    documents: list[dict] = []
+
+    async def keep(self, doc):
+        documents.append(doc)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(hot.GroupCommit, "write", keep)
+        for vid, amount in requests:
+            await api.ok("POST", "/redemptions", agency, json=api.redemption_body(
+                {"id": vid, "enterprise_org_id": "ent-h"}, amount, 2 * amount), status=201)
+    return documents
+
+
+async def test_concurrent_writes_commit_together_and_one_that_fails_writes_nothing(pg_url_factory, api_factory,
+                                                                                  monkeypatch):
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, first, agency = await _voucher(api, 50)
+        second = (await api.issued_voucher(pid, "ent-h", 50))["id"]
+        before = [await _state(api, v) for v in (first, second)]
+        # The second reservation of the first voucher read the version the first one changes.
+        documents = await _written_later(api, agency, monkeypatch, [(first, 10), (first, 7), (second, 5)])
+        path = await hot.hot_path_for(api.runtime.db, 2)
+        group = hot.GroupCommit(path.pool, writers=1)
+        outcomes = await asyncio.gather(*(group.write(d) for d in documents), return_exceptions=True)
+        assert outcomes[0] is None and outcomes[2] is None
+        assert isinstance(outcomes[1], asyncpg.SerializationError) and outcomes[1].sqlstate == "40001"
+        assert (group.batches, group.documents) == (1, 3)  # one transaction for all three
+        assert await _state(api, first) == (40, 10, before[0][2] + 1)  # the 7 left no trace
+        assert await _state(api, second) == (45, 5, before[1][2] + 1)
+        check = await api.check()
+        assert check["ok"], check["problems"]
+
+
+async def test_a_group_takes_at_most_its_limit_and_the_rest_follow(pg_url_factory, api_factory, monkeypatch):
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api, 50)
+        others = [(await api.issued_voucher(pid, "ent-h", 50))["id"] for _ in range(2)]
+        documents = await _written_later(api, agency, monkeypatch, [(v, 3) for v in (vid, *others)])
+        group = hot.GroupCommit((await hot.hot_path_for(api.runtime.db, 2)).pool, writers=1, batch_max=2)
+        assert await asyncio.gather(*(group.write(d) for d in documents)) == [None, None, None]
+        assert (group.batches, group.documents) == (2, 3)
+        assert [(await _state(api, v))[:2] for v in (vid, *others)] == [(47, 3)] * 3
+
+
+async def test_a_group_that_cannot_be_written_fails_each_of_its_commands(pg_url_factory, api_factory, monkeypatch):
+    async with api_factory(pg_url_factory("hot")) as api:
+        pid, vid, agency = await _voucher(api, 50)
+        documents = await _written_later(api, agency, monkeypatch, [(vid, 3)])
+        gone = await asyncpg.create_pool(hot._dsn(api.runtime.db.url), min_size=0, max_size=1)
+        await gone.close()
+        outcomes = await asyncio.gather(*(hot.GroupCommit(gone).write(documents[0]) for _ in range(2)),
+                                        return_exceptions=True)
+        assert all(isinstance(o, asyncpg.InterfaceError) for o in outcomes), outcomes
+        assert (await _state(api, vid))[:2] == (50, 0)

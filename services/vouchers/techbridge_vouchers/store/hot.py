@@ -11,13 +11,14 @@ read and, for reads made without locks, the row versions read, and inserts the o
 Idempotency-Key record in the same transaction.
 
 Round trips per command, first without locks: the key's stored response or else the read (its
-own implicit transaction); the write (one statement, its own transaction). If what was read
+own implicit transaction); the write, sent with the writes of concurrent commands as one
+transaction (`GroupCommit`, each command's write a subtransaction of its own). If what was read
 changed before the write, the write fails having written nothing and the command runs again under
 the locks: BEGIN + the Idempotency-Key's advisory lock; the key's stored response or else one
 locked read; the write + COMMIT. Against 15–17 through the ORM session, whose per-statement
 Python cost was what capped throughput (see the README's benchmark section).
 
-It runs on its own asyncpg pool (no pre-ping, no reset query on release: a connection goes
+It runs on its own asyncpg pools (no pre-ping, no reset query on release: a connection goes
 back only outside a transaction). SQLite and every other command use `Repository`.
 """
 from __future__ import annotations
@@ -61,8 +62,9 @@ def _response_body(body: Any) -> str:
     return orjson.dumps(body, default=str).decode()
 
 
-#: Sub-balances per hot credit-only account: enough that concurrent settlements of one agency
-#: rarely draw the same one (64 clients over 8 agencies: about 8 at once per agency).
+#: Sub-balances drawn from per hot credit-only account when every existing one is held by
+#: another transaction (the write takes a free one first): enough that concurrent settlements of
+#: one agency rarely draw the same one (64 clients over 8 agencies: about 8 at once per agency).
 CREDIT_SHARDS = 16
 
 _TIMESTAMPS = {"issued_at", "expires_at", "remind_at", "reminded_at", "created_at", "settled_at", "voided_at",
@@ -134,8 +136,9 @@ class HotRepository:
     if it is there."""
 
     def __init__(self, conn: asyncpg.Connection, idempotency: tuple[str, str] | None = None, *,
-                 lock: bool = True):
+                 lock: bool = True, writes: GroupCommit | None = None):
         self.c = conn
+        self._writes = writes  # where the write without the lock goes (None: on `conn` itself)
         self.dialect = "postgresql"
         self._lock = lock
         self._idempotency = idempotency
@@ -270,8 +273,9 @@ class HotRepository:
             "postings": self._postings,
             # Net movement per account, in id order; legs that cancel out within the unit of work
             # (a reservation settled at once) leave the account untouched.
-            # A credit to a hot credit-only account goes to one of its sub-balances, drawn at
-            # random; money leaving one first folds them into its row.
+            # A credit to a hot credit-only account goes to one of its sub-balances that no
+            # other transaction holds, else to the one drawn here; money leaving one first
+            # folds them into its row.
             "legs": [{"id": a, "delta": d, "may_go_negative": neg,
                       "shard": random.randrange(CREDIT_SHARDS) if sharded and d > 0 else None,
                       "fold": sharded and d < 0}
@@ -280,10 +284,13 @@ class HotRepository:
             "idempotency": idempotency,
         }
         try:
-            if not self._lock:
-                # Read without a transaction: the write is one statement, its own transaction
-                # (committed when it returns, nothing written if it fails). A prepared statement:
-                # the server parses and plans it once per connection.
+            if not self._lock and self._writes is not None:
+                # Read without a transaction: the write goes with concurrent commands' writes,
+                # each in its own subtransaction of one transaction (nothing written if it fails).
+                await self._writes.write(doc)
+            elif not self._lock:
+                # The write is one statement, its own transaction. A prepared statement: the
+                # server parses and plans it once per connection.
                 await self.c.execute("SELECT vouchers_apply($1::jsonb)", doc)
             elif commit and _QUOTE not in (text := orjson.dumps(doc).decode()):
                 # Simple-query protocol: the write and the COMMIT in one round trip; after an
@@ -318,9 +325,98 @@ class HotUnitOfWork:
         self.events.append(event)
 
 
+# --- group commit ----------------------------------------------------------------------------
+
+#: Writes in one batch at most. Each is a subtransaction; a backend keeps up to 64 of them in
+#: shared memory, beyond which every other session's snapshots get slower.
+BATCH_MAX = 32
+#: Batches in flight at once (each on a connection of its own).
+WRITERS = 4
+
+
+class GroupCommit:
+    """The writes of commands that read without locks, committed together: each command's
+    document goes to `vouchers_apply_batch` (migration 0009) with the documents of the commands
+    that came while earlier batches were being written, and is applied there in a subtransaction
+    of its own. A document that fails (a row it read changed, an overdraft, its key answered
+    meanwhile) writes nothing and fails only its own command, with the error `vouchers_apply`
+    raised; the others commit at once. At low load a write leaves at once, alone; under load a
+    commit, a round trip and a statement serve up to BATCH_MAX commands, and at most WRITERS
+    backends write at a time instead of one per command."""
+
+    def __init__(self, pool: asyncpg.Pool, *, writers: int = WRITERS, batch_max: int = BATCH_MAX):
+        self._pool = pool  # the writers' own connections
+        self._writers_max = writers
+        self._batch_max = batch_max
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future]] = []
+        self._writers: set[asyncio.Task] = set()
+        self.batches = 0  # batches written and documents in them: how much was grouped
+        self.documents = 0
+
+    async def write(self, doc: dict[str, Any]) -> None:
+        """Apply `doc` and commit it; raises what `vouchers_apply` raised for it."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((doc, done))
+        if len(self._writers) < self._writers_max:
+            task = asyncio.create_task(self._write_waiting())
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
+        await done
+
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:self._batch_max], self._waiting[self._batch_max:]
+            try:
+                async with self._pool.acquire() as conn:
+                    outcomes = await conn.fetchval("SELECT vouchers_apply_batch($1::jsonb)", [d for d, _ in batch])
+            except Exception as exc:  # the batch as a whole (the connection, the server): each command sees it
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            except BaseException:  # cancelled: the loop is closing, nothing more gets written
+                for _, done in batch + self._waiting:
+                    done.cancel()
+                self._waiting = []
+                raise
+            self.batches += 1
+            self.documents += len(batch)
+            for (_, done), outcome in zip(batch, outcomes, strict=True):
+                if done.done():
+                    continue
+                if outcome is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(_postgres_error(outcome))
+
+    async def close(self) -> None:
+        await asyncio.gather(*self._writers, return_exceptions=True)
+        await self._pool.close()
+
+
+def _postgres_error(outcome: dict[str, Any]) -> asyncpg.PostgresError:
+    """The error a document raised in its subtransaction, as the asyncpg exception the same
+    error raises when the document is written alone (the callers decide on its class, SQLSTATE
+    and constraint)."""
+    cls = type(asyncpg.PostgresError).get_message_class_for_sqlstate(outcome["sqlstate"])
+    exc = cls(outcome["message"])
+    exc.sqlstate = outcome["sqlstate"]
+    exc.detail = outcome.get("detail")
+    exc.constraint_name = outcome.get("constraint_name")
+    return exc
+
+
 # --- the pool ------------------------------------------------------------------------------
 
-_pools: dict[int, tuple[Any, asyncio.AbstractEventLoop, asyncpg.Pool]] = {}
+class HotPath:
+    """One database's hot path in one event loop: the commands' connections and the group commit."""
+
+    def __init__(self, pool: asyncpg.Pool, writes: GroupCommit):
+        self.pool = pool
+        self.writes = writes
+
+
+_pools: dict[int, tuple[Any, asyncio.AbstractEventLoop, HotPath]] = {}
 _pool_guard: dict[int, asyncio.Lock] = {}
 
 
@@ -353,7 +449,9 @@ def _dsn(url: str) -> str:
     return u.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-async def pool_for(db, size: int) -> asyncpg.Pool:
+async def hot_path_for(db, size: int) -> HotPath:
+    """The hot path of `db` in the running loop, made on first use: `size` connections for the
+    commands and WRITERS for the group commit."""
     loop = asyncio.get_running_loop()
     held = _pools.get(id(db))
     if held is not None and held[0] is db and held[1] is loop:
@@ -363,17 +461,23 @@ async def pool_for(db, size: int) -> asyncpg.Pool:
         held = _pools.get(id(db))
         if held is not None and held[0] is db and held[1] is loop:
             return held[2]
-        pool = await asyncpg.create_pool(_dsn(db.url), min_size=0, max_size=max(2, size), init=_init,
-                                         reset=_no_reset, max_inactive_connection_lifetime=60)
-        _pools[id(db)] = (db, loop, pool)
-        return pool
+        pools = [await asyncpg.create_pool(_dsn(db.url), min_size=0, max_size=n, init=_init, reset=_no_reset,
+                                           max_inactive_connection_lifetime=60) for n in (max(2, size), WRITERS)]
+        path = HotPath(pools[0], GroupCommit(pools[1], writers=WRITERS))
+        _pools[id(db)] = (db, loop, path)
+        return path
+
+
+async def pool_for(db, size: int) -> asyncpg.Pool:
+    return (await hot_path_for(db, size)).pool
 
 
 async def close_pool(db) -> None:
     held = _pools.pop(id(db), None)
     _pool_guard.pop(id(db), None)
     if held is not None and held[0] is db:
-        await held[2].close()
+        await held[2].writes.close()
+        await held[2].pool.close()
 
 
 def advisory_lock_id(scope: str, key: str) -> int:
@@ -381,8 +485,8 @@ def advisory_lock_id(scope: str, key: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-async def run(conn: asyncpg.Connection, work: Callable, *, idempotency, present, status: int, lock: bool = True
-              ) -> tuple[int, Any, bool, list]:
+async def run(conn: asyncpg.Connection, work: Callable, *, idempotency, present, status: int, lock: bool = True,
+              writes: GroupCommit | None = None) -> tuple[int, Any, bool, list]:
     """One command on the hot path on `conn`. Returns (status, body, replayed, events published).
 
     `lock`: in one transaction, holding the Idempotency-Key's advisory lock and the voucher's row
@@ -399,7 +503,8 @@ async def run(conn: asyncpg.Connection, work: Callable, *, idempotency, present,
         await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({advisory_lock_id(idempotency.scope, idempotency.key)})")
     elif lock:
         await conn.execute("BEGIN")
-    repo = HotRepository(conn, (idempotency.scope, idempotency.key) if idempotency is not None else None, lock=lock)
+    repo = HotRepository(conn, (idempotency.scope, idempotency.key) if idempotency is not None else None, lock=lock,
+                         writes=writes)
 
     async def replay(stored: dict[str, Any]) -> tuple[int, Any, bool, list]:
         if stored["fingerprint"] != idempotency.fingerprint:
@@ -440,4 +545,5 @@ async def run(conn: asyncpg.Connection, work: Callable, *, idempotency, present,
         raise
 
 
-__all__ = ["HotRepository", "HotUnitOfWork", "pool_for", "close_pool", "run", "OVERDRAFT_SQLSTATE"]
+__all__ = ["GroupCommit", "HotPath", "HotRepository", "HotUnitOfWork", "hot_path_for", "pool_for", "close_pool", "run",
+           "OVERDRAFT_SQLSTATE"]

@@ -148,15 +148,15 @@ async def transact(
 
 async def _transact_hot(runtime: ServiceRuntime, work, *, present, status: int,
                         idempotency: IdempotencyRequest | None) -> Outcome:
-    pool = await hot.pool_for(runtime.db, 2 * runtime.settings.database_pool_size)
+    path = await hot.hot_path_for(runtime.db, 2 * runtime.settings.database_pool_size)
     attempt = 0
     lock = False  # first without locks; again under them if what was read changed before the write
     while True:
         attempt += 1
         try:
-            async with pool.acquire() as conn:
+            async with path.pool.acquire() as conn:
                 code, body, replayed, events = await hot.run(conn, work, idempotency=idempotency, present=present,
-                                                             status=status, lock=lock)
+                                                             status=status, lock=lock, writes=path.writes)
             if events and runtime.relay is not None:
                 runtime.relay.notify()
             return Outcome(code, body, replayed=replayed)
