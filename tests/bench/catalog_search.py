@@ -263,7 +263,8 @@ class ServerCpu:
 # --- one store -------------------------------------------------------------------------------
 
 async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: int, tmp: Path,
-                      facet_cache_s: float, profile: bool, reuse: bool = False) -> list[dict]:
+                      facet_cache_s: float, profile: bool, reuse: bool = False,
+                      import_only: bool = False) -> list[dict]:
     settings = Settings(database_url=url, kafka_bootstrap_servers="127.0.0.1:1", data_dir=str(tmp),
                         environment="test", outbox_relay_enabled=False, expiry_sweep_interval_s=3600,
                         facet_cache_s=facet_cache_s)
@@ -291,11 +292,14 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
             sql.attach(reader.engine)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c", timeout=600) as c:
             orgs = sorted({org for org, _ in batches})
-            for i, org in enumerate(orgs):
+            for org in orgs:
+                # Named and coded by the institution's number, not its place in this run's list, so a
+                # kept store can be extended with a larger corpus (which has more institutions).
+                i = int(org.removeprefix("org-"))
                 path = "/api/v1/catalog/organisations"
                 r = await c.post(path, headers=h(admin, "POST", path),
                                  json={"organisation_id": org, "name": f"基准大学{i}", "kind": "university",
-                                       "region": "Shanghai/Xuhui", "credit_code": credit_code(i + 1)})
+                                       "region": "Shanghai/Xuhui", "credit_code": credit_code(i)})
                 assert r.status_code == 201 or (reuse and r.status_code == 409), r.text
             loaded, batch_no, prev = 0, 0, 0
             if reuse:  # a kept database: what it holds is not imported again
@@ -352,6 +356,8 @@ async def bench_store(kind: str, url: str, sizes: list[int], batches, queries: i
                         results[-1]["server_cpu_us_per_row"] = round(server_cpu * 1e6 / rows)
                     print(json.dumps(results[-1]), flush=True)
                 prev = size
+                if import_only:
+                    continue
 
                 async def timed(params, n):
                     times, cpu = [], 0.0
@@ -400,6 +406,8 @@ async def main() -> None:
     ap.add_argument("--keep-pg", action="store_true", help="keep the PostgreSQL database (to EXPLAIN queries on it)")
     ap.add_argument("--pg-database", help="use (and keep) this PostgreSQL database, importing only what it lacks")
     ap.add_argument("--sqlite-file", help="use (and keep) this SQLite file, importing only what it lacks")
+    ap.add_argument("--import-only", action="store_true",
+                    help="measure the imports alone (no searches; with --sqlite-file, e.g. to time 90k -> 100k on copies)")
     ap.add_argument("--sql-only", action="store_true",
                     help="answer searches by SQL alone, without the in-memory search columns (the former way)")
     args = ap.parse_args()
@@ -418,7 +426,7 @@ async def main() -> None:
                 file = args.sqlite_file or f"{tmp}/catalog.db"
                 all_results += await bench_store(kind, f"sqlite+aiosqlite:///{file}", sizes, batches,
                                                  args.queries, Path(tmp), args.facet_cache_s, args.profile,
-                                                 reuse=bool(args.sqlite_file))
+                                                 reuse=bool(args.sqlite_file), import_only=args.import_only)
             else:
                 server = os.environ.get("TECHBRIDGE_TEST_PG_URL")
                 if not server:
@@ -428,7 +436,7 @@ async def main() -> None:
                 try:
                     all_results += await bench_store(kind, f"{server.rstrip('/')}/{name}", sizes, batches,
                                                      args.queries, Path(tmp), args.facet_cache_s, args.profile,
-                                                     reuse=bool(args.pg_database))
+                                                     reuse=bool(args.pg_database), import_only=args.import_only)
                 finally:
                     if args.keep_pg or args.pg_database:
                         print(f"postgresql database kept: {name}")

@@ -111,10 +111,10 @@ def test_a_connection_that_cannot_be_reset_is_discarded():
             raise RuntimeError("closed")
 
     widened = Record({repository._CACHE_KEY: -2000})
-    repository._restore_page_cache(Broken(), widened)
+    repository._restore_import_connection(Broken(), widened)
     assert widened.invalidated and repository._CACHE_KEY not in widened.info
     untouched = Record({})  # a connection no import widened is not reset (nor discarded)
-    repository._restore_page_cache(Broken(), untouched)
+    repository._restore_import_connection(Broken(), untouched)
     assert not untouched.invalidated
 
 
@@ -123,4 +123,4 @@ async def test_postgresql_imports_leave_the_connection_alone(api, monkeypatch):
     org = (await api.register_org())["organisation_id"]
     r = await api.post(IMPORT, who(org, "institution"), content=jsonl(rows(3)), headers=NDJSON)
     assert r.status_code == 200 and r.json()["imported"] == 3
-    assert not event.contains(engine.sync_engine.pool, "checkin", repository._restore_page_cache)
+    assert not event.contains(engine.sync_engine.pool, "checkin", repository._restore_import_connection)

@@ -281,7 +281,7 @@ async def store(uow: UnitOfWork, actor: Actor, prepared: Prepared) -> ImportRepo
 async def _store(uow: UnitOfWork, actor: Actor, prepared: Prepared, good: list[Achievement]) -> ImportReport:
     sqlite = uow.session.bind.dialect.name == "sqlite"
     steps = _steps(good, None if sqlite else POSTGRES_STEP_ROWS)
-    await Achievements(uow.session).widen_page_cache()
+    await Achievements(uow.session).tune_for_import()
     mapped = prepared.first if prepared.first is not None else await asyncio.to_thread(map_rows, steps[0])
     following: asyncio.Future[Mapped] | None = None
     try:

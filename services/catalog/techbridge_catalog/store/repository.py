@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -38,6 +39,7 @@ from ..domain.achievement import Achievement
 from ..domain.model import Status, modes_to_bits
 from ..domain.rules import AchievementContent, ipc_key
 from ..domain.text import index_text
+from .checkpoint import Checkpointer
 from .tables import achievement_ipc, achievements, deal_parties, history, organisations, valuations
 
 log = logging.getLogger(__name__)
@@ -279,47 +281,113 @@ def _arrays(params: list[str], rows: Sequence[dict]) -> dict[str, list]:
     return {p: [r[p] for r in rows] for p in params}
 
 
-# SQLite: the page cache of a connection writing a bulk import (KiB; the default is 2 MiB). A
-# transaction of a few thousand rows inserts into a dozen b-trees keyed by random ids (the
-# achievement, IPC and outbox keys, the facet and FTS indexes), so at 100,000 listings it
-# touches tens of MB of index pages; with the default cache SQLite spills dirty pages to the
-# WAL in mid-transaction and reads evicted ones back, again and again (at 90,000 -> 100,000 rows
-# 675 -> 502-525 us of CPU per row with 64-256 MiB; 32 MiB did not help). Pages are allocated
-# only as they are touched, so a small import costs no more memory; the connection gets its
-# former size back when it returns to the pool (`_restore_page_cache`).
+# SQLite: how a connection writing a bulk import is set up for its transaction, and given back.
+#
+# The page cache (KiB; the default is 2 MiB). A transaction of a few thousand rows inserts into a
+# dozen b-trees keyed by random ids (the achievement, IPC and outbox keys, the facet and FTS
+# indexes), so at 100,000 listings it touches tens of MB of index pages; with the default cache
+# SQLite spills dirty pages to the WAL and reads evicted ones back, again and again (at 90,000 ->
+# 100,000 rows 675 -> 502-525 us of CPU per row with 64-256 MiB; 32 MiB did not help). Pages are
+# allocated only as they are touched, so a small import costs no more memory.
 IMPORT_PAGE_CACHE_KIB = 128 * 1024
-_CACHE_KEY = "catalog_page_cache_kib"  # in the pooled connection's info: the size to restore
+# The WAL auto-checkpoint. The import's commit does not checkpoint (the WAL is copied into the
+# database file by a background thread once the connection is back in the pool, see
+# store/checkpoint.py), unless the WAL has grown past this much: then the commit checkpoints
+# itself as every commit did before, so the WAL stays bounded should that thread fall behind.
+# (A 2,000-row import at 100,000 listings writes ~21 MiB of WAL, the largest one of 10,000 rows
+# ~100 MiB.)
+IMPORT_WAL_BACKSTOP_KIB = 256 * 1024
+# Both come back to their former values when the connection returns to the pool
+# (`_restore_import_connection`), after a commit or a failure alike.
+_CACHE_KEY = "catalog_page_cache_kib"  # in the pooled connection's info: the cache size to restore
+_WAL_KEY = "catalog_wal_autocheckpoint"  # ... the auto-checkpoint to restore
+_TEMP_KEY = "catalog_temp_store"  # ... set once the connection keeps statement journals in memory
 
 
-def _restore_page_cache(dbapi_connection, record) -> None:
-    former = record.info.pop(_CACHE_KEY, None)
-    if former is None or dbapi_connection is None:
+def _memory_statement_journals(dbapi_connection, record) -> None:
+    """SQLite copies every page a statement changes into a statement journal first (an insert
+    into a table with triggers, unique keys and foreign keys can fail half-way and is undone
+    alone); past 64 KiB the journal is a temporary file. An imported row's executions touch
+    ~25 pages, so each row wrote ~50 times into temporary files (66 write calls per row in all,
+    ~150 us of system CPU per row at 90,000 -> 100,000 listings). With `temp_store = MEMORY`
+    the journals stay in memory: 15 write calls and ~90 us of system CPU per row. The setting
+    takes effect at the connection's next BEGIN, so it is made when a connection is opened or
+    returns to the pool, from the first import of the process on; temporary tables and sorts of
+    the catalog's writes are small."""
+    if record.info.get(_TEMP_KEY):
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA temp_store = MEMORY")
+    finally:
+        cursor.close()
+    record.info[_TEMP_KEY] = True
+
+
+def _restore_import_connection(dbapi_connection, record) -> None:
+    """A connection back in the pool: its own page cache and auto-checkpoint again, and the
+    WAL its import wrote checkpointed in the background."""
+    former_cache = record.info.pop(_CACHE_KEY, None)
+    former_wal = record.info.pop(_WAL_KEY, None)
+    if dbapi_connection is None:
+        return
+    if former_cache is None and former_wal is None:  # another unit of work's connection
+        with contextlib.suppress(Exception):  # (tried again at its next return)
+            _memory_statement_journals(dbapi_connection, record)
         return
     try:
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA cache_size = {int(former)}")
+        if former_cache is not None:
+            cursor.execute(f"PRAGMA cache_size = {int(former_cache)}")
+        if former_wal is not None:
+            cursor.execute(f"PRAGMA wal_autocheckpoint = {int(former_wal)}")
         cursor.close()
+        _memory_statement_journals(dbapi_connection, record)
     except Exception:  # noqa: BLE001 - a connection that cannot be reset is not reused
-        log.warning("could not restore the page cache of an SQLite connection; discarding it", exc_info=True)
+        log.warning("could not reset an SQLite connection after an import; discarding it", exc_info=True)
         record.invalidate()
+    if former_wal is not None:
+        path = record.info.get(_PATH_KEY)
+        if path:
+            Checkpointer.of(path).request()
+
+
+_PATH_KEY = "catalog_database_file"
+
+
+def _sqlite_file(engine) -> str | None:
+    database = engine.url.database
+    return None if not database or database == ":memory:" or database.startswith("file:") else database
 
 
 class Achievements:
     def __init__(self, session: AsyncSession):
         self.s = session
 
-    async def widen_page_cache(self) -> None:
-        """SQLite: give this transaction's connection IMPORT_PAGE_CACHE_KIB of page cache until it
-        returns to the pool (a no-op on PostgreSQL, whose buffers are the server's)."""
+    async def tune_for_import(self) -> None:
+        """SQLite: for this transaction, give its connection IMPORT_PAGE_CACHE_KIB of page cache
+        and no auto-checkpoint below IMPORT_WAL_BACKSTOP_KIB, until it returns to the pool, where
+        it gets its own settings back and a background checkpoint is asked for (a no-op on
+        PostgreSQL, whose buffers and checkpoints are the server's)."""
         if _dialect(self.s) != "sqlite":
             return
         conn = await self.s.connection()
         info = (await conn.get_raw_connection()).info  # kept with the pooled connection
-        if _CACHE_KEY in info:
+        if _CACHE_KEY in info or _WAL_KEY in info:
             return
         pool = conn.engine.sync_engine.pool
-        if not event.contains(pool, "checkin", _restore_page_cache):
-            event.listen(pool, "checkin", _restore_page_cache)
+        if not event.contains(pool, "checkin", _restore_import_connection):
+            event.listen(pool, "checkin", _restore_import_connection)
+            event.listen(pool, "connect", _memory_statement_journals)
+        path = _sqlite_file(conn.engine.sync_engine)
+        if path:  # (an in-memory store has no WAL)
+            page = (await conn.exec_driver_sql("PRAGMA page_size")).scalar_one()
+            former = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one()
+            backstop = max(1, IMPORT_WAL_BACKSTOP_KIB * 1024 // page)
+            if former > 0:  # (an auto-checkpoint someone switched off stays off)
+                info[_PATH_KEY] = path
+                info[_WAL_KEY] = former
+                await conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {backstop}")
         former = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
         if former >= 0 or -former >= IMPORT_PAGE_CACHE_KIB:  # set in pages, or already as large
             return
