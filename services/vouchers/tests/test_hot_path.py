@@ -4,6 +4,7 @@ endpoints use it, and the database still refuses what the domain should never ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import asyncpg
 import pytest
@@ -451,3 +452,24 @@ async def test_a_group_that_cannot_be_written_fails_each_of_its_commands(pg_url_
                                         return_exceptions=True)
         assert all(isinstance(o, asyncpg.InterfaceError) for o in outcomes), outcomes
         assert (await _state(api, vid))[:2] == (50, 0)
+
+
+async def test_every_group_locks_its_vouchers_in_id_order():
+    """Concurrent groups each hold their rows until they commit: applied in voucher id order,
+    two of them can wait for each other but never deadlock. (The order only; the server's side
+    is the tests above.)"""
+    sent: list[list[str]] = []
+
+    class Connection:
+        async def fetchval(self, sql, documents):
+            sent.append([d["vouchers"][0]["id"] if d["vouchers"] else "" for d in documents])
+            return [None] * len(documents)
+
+    class Pool:
+        def acquire(self):
+            return contextlib.nullcontext(Connection())
+
+    group = hot.GroupCommit(Pool(), writers=1)
+    ids = ["v-9", "v-2", "v-5", None, "v-1"]
+    await asyncio.gather(*(group.write({"vouchers": [{"id": i}] if i else []}) for i in ids))
+    assert sent == [["", "v-1", "v-2", "v-5", "v-9"]]

@@ -366,9 +366,14 @@ class GroupCommit:
     async def _write_waiting(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[:self._batch_max], self._waiting[self._batch_max:]
+            # Every batch locks its vouchers in id order, so concurrent batches wait for each
+            # other at worst and never deadlock (the server would take a second to notice).
+            batch.sort(key=_first_voucher)
             try:
                 async with self._pool.acquire() as conn:
                     outcomes = await conn.fetchval("SELECT vouchers_apply_batch($1::jsonb)", [d for d, _ in batch])
+                if len(outcomes) != len(batch):
+                    raise RuntimeError(f"vouchers_apply_batch answered {len(outcomes)} of {len(batch)} documents")
             except Exception as exc:  # the batch as a whole (the connection, the server): each command sees it
                 for _, done in batch:
                     if not done.done():
@@ -381,7 +386,7 @@ class GroupCommit:
                 raise
             self.batches += 1
             self.documents += len(batch)
-            for (_, done), outcome in zip(batch, outcomes, strict=True):
+            for (_, done), outcome in zip(batch, outcomes):
                 if done.done():
                     continue
                 if outcome is None:
@@ -392,6 +397,11 @@ class GroupCommit:
     async def close(self) -> None:
         await asyncio.gather(*self._writers, return_exceptions=True)
         await self._pool.close()
+
+
+def _first_voucher(waiting: tuple[dict[str, Any], asyncio.Future]) -> str:
+    vouchers = waiting[0]["vouchers"]  # in id order
+    return vouchers[0]["id"] if vouchers else ""
 
 
 def _postgres_error(outcome: dict[str, Any]) -> asyncpg.PostgresError:
