@@ -128,3 +128,34 @@ def test_generated_text_tokens_are_unchanged(text):
 
 def test_index_text_is_space_separated_tokens():
     assert index_text("锂电池隔膜", "Batteries") == "锂电 电池 锂电池 隔膜 batteri"
+
+
+# --- NFKC ------------------------------------------------------------------------------------
+# `_normal` skips the normalisation of text already in NFKC and replaces fullwidth ASCII forms
+# itself; it must give exactly `unicodedata.normalize("NFKC", ...)` for every text, including
+# fullwidth forms next to combining marks (which compose with the replaced letter), other
+# compatibility characters and ideographs.
+
+_fullwidth = st.characters(min_codepoint=0xFF01, max_codepoint=0xFF5E)
+_combining = st.characters(min_codepoint=0x0300, max_codepoint=0x036F)
+_compat = st.sampled_from(list("ﬁ①㎏ｶﾞ™Ⅻ½ℌ﹐︰\u3000\u00a0ＡＺａｚ０９Å"))
+
+
+@pytest.mark.parametrize("text", [
+    "", "plain ascii", "锂电池隔膜", "本发明公开了一种锂电池隔膜，适用于新能源领域。", "ＬＩＴＨＩＵＭ　电池（固态）！",
+    "Ａ\u0301", "ｅ\u0301\u0323", "A\u0301", "ﬁlm ①", "Ｅ\u0300ｌｅｃｔｒｏｌｙｔｅ", "、。「」",
+])
+def test_nfkc_shortcuts_give_the_same_text(text):
+    assert T._normal(text) == unicodedata.normalize("NFKC", text)
+
+
+def test_nfkc_shortcuts_give_the_same_text_over_the_corpus():
+    for text in corpus_texts():
+        assert T._normal(text) == unicodedata.normalize("NFKC", text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(_fullwidth, _combining, _compat, _ideographs, _other, st.characters()), max_size=40)
+       .map("".join))
+def test_nfkc_shortcuts_give_the_same_text_for_generated_text(text):
+    assert T._normal(text) == unicodedata.normalize("NFKC", text)

@@ -58,8 +58,28 @@ def _latin(run: str) -> list[str]:
     return [_stem(w)] if w.isalpha() else [w]
 
 
+# The fullwidth forms of ASCII (U+FF01-U+FF5E: ， ： （ ） ！ ？ Ａ ...), which Chinese text is full
+# of, are each their ASCII character under NFKC.
+_FULLWIDTH_RE = re.compile("[\uff01-\uff5e]")
+
+
+def _ascii_of(m: re.Match) -> str:
+    return chr(ord(m.group()) - 0xFEE0)
+
+
 def _normal(text: str) -> str:
-    return unicodedata.normalize("NFKC", text)
+    """NFKC, the same text as `unicodedata.normalize("NFKC", text)`, with less CPU for the
+    common case. Text in NFKC already is returned as it is (a quick check); text whose only
+    departures from NFKC are fullwidth ASCII forms gets those replaced (NFKC decomposes both
+    strings to the same characters, so their NFKC is the same, and the replaced one is checked
+    to be in NFKC); anything else is normalised. A Chinese abstract with a fullwidth comma took
+    ~16 us to normalise, ~2.6 us this way (tests/test_text_tokens.py compares both)."""
+    if unicodedata.is_normalized("NFKC", text):
+        return text
+    replaced = _FULLWIDTH_RE.sub(_ascii_of, text)
+    if unicodedata.is_normalized("NFKC", replaced):
+        return replaced
+    return unicodedata.normalize("NFKC", replaced)
 
 
 def _han_blocks(run: str, segment: Callable[[str], list[str]]) -> list[str]:

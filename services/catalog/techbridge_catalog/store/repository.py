@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -180,8 +181,16 @@ def encode_json(value: Any) -> str:
     """JSON text for a JSON column, encoded by the caller (a bulk import does it in its worker
     thread, where the dicts also die young, instead of SQLAlchemy doing it in the event loop).
     UTF-8 rather than ASCII escapes (half the bytes for Chinese text): the content model refuses
-    strings that are not valid Unicode (a lone surrogate), so every value is encodable."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    strings that are not valid Unicode (a lone surrogate), so every value is encodable.
+
+    Encoded by orjson (compact, UTF-8 as is: the same text json.dumps gives with these options
+    for the values stored here, which hold no floats), ~5 times less CPU than json.dumps on a
+    listing and its history changes (~28 -> ~6 us per imported row); a value orjson refuses (an
+    integer beyond 64 bits) is encoded by json as before."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class EncodedJSON(TypeDecorator):
@@ -296,7 +305,7 @@ IMPORT_PAGE_CACHE_KIB = 128 * 1024
 # itself as every commit did before, so the WAL stays bounded should that thread fall behind.
 # (A 2,000-row import at 100,000 listings writes ~21 MiB of WAL, the largest one of 10,000 rows
 # ~100 MiB.)
-IMPORT_WAL_BACKSTOP_KIB = 256 * 1024
+IMPORT_WAL_BACKSTOP_KIB = 128 * 1024
 # Both come back to their former values when the connection returns to the pool
 # (`_restore_import_connection`), after a commit or a failure alike.
 _CACHE_KEY = "catalog_page_cache_kib"  # in the pooled connection's info: the cache size to restore
