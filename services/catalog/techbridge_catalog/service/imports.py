@@ -37,6 +37,7 @@ from ..domain.achievement import Achievement
 from ..domain.history import diff
 from ..domain.model import Status
 from ..domain.rules import AchievementContent, content_errors, submission_errors
+from ..store.checkpoint import Checkpointer
 from ..store.repository import Achievements, History, NewRow, Organisations, encode_json, new_row
 from .achievements import fact_event
 from .common import Actor, now
@@ -253,15 +254,22 @@ async def owner_of(session, actor: Actor) -> dict:
     return org
 
 
+# SQLite: how long an import waits, after validating its rows and before its transaction, for a
+# background WAL checkpoint still running (the previous import's), so that its transaction
+# starts the WAL afresh instead of appending to it (store/checkpoint.py).
+SETTLE_S = 1.0
+
+
 async def prepare(org: dict, rows: list[tuple[int, Any]], *, best_effort: bool, submit: bool) -> Prepared:
     """Validate every row, and map the first step of them, in a worker thread: the event loop
     keeps answering other requests, and a bad row in an atomic import is found before any
-    transaction opens."""
+    transaction opens. Then wait for a WAL checkpoint still running (SETTLE_S)."""
     def work() -> Prepared:
         with collector_paused():
             p = check_rows(rows, org["id"], org["region"], best_effort=best_effort, submit=submit, at=now())
             if p.achievements:
                 p.first = map_rows(_steps(p.achievements)[0])
+                Checkpointer.settle(SETTLE_S)
             return p
 
     return await asyncio.to_thread(work)
