@@ -331,7 +331,7 @@ class HotUnitOfWork:
 #: shared memory, beyond which every other session's snapshots get slower.
 BATCH_MAX = 32
 #: Batches in flight at once (each on a connection of its own).
-WRITERS = 4
+WRITERS = 2
 
 
 class GroupCommit:
