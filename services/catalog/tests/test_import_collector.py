@@ -71,7 +71,7 @@ async def test_an_import_maps_and_writes_with_the_collector_paused(api, monkeypa
     monkeypatch.setattr(imports, "POSTGRES_STEP_ROWS", 2)
     seen: list[bool] = []
     real_map, real_write = imports.map_rows, imports._write
-    monkeypatch.setattr(imports, "map_rows", lambda items: seen.append(gc.isenabled()) or real_map(items))
+    monkeypatch.setattr(imports, "map_rows", lambda items, *more: seen.append(gc.isenabled()) or real_map(items, *more))
 
     async def write(uow, actor, mapped):
         seen.append(gc.isenabled())

@@ -80,7 +80,7 @@ async def test_import_in_several_steps_stores_every_row_with_its_index_history_a
     monkeypatch.setattr(imports, "POSTGRES_STEP_ROWS", 3)
     mapped: list[int] = []
     real_map = imports.map_rows
-    monkeypatch.setattr(imports, "map_rows", lambda items: mapped.append(len(items)) or real_map(items))
+    monkeypatch.setattr(imports, "map_rows", lambda items, *more: mapped.append(len(items)) or real_map(items, *more))
     org = (await api.register_org())["organisation_id"]
     owner = who(org, "institution")
     r = await api.post(IMPORT, owner, content=jsonl(rows(8)), params={"submit": "true"}, headers=NDJSON)
@@ -152,7 +152,7 @@ async def test_an_import_of_one_step_is_mapped_before_the_transaction(api, monke
     """The stepping does not apply to small imports: one mapping, done with the validation."""
     mapped: list[int] = []
     real_map = imports.map_rows
-    monkeypatch.setattr(imports, "map_rows", lambda items: mapped.append(len(items)) or real_map(items))
+    monkeypatch.setattr(imports, "map_rows", lambda items, *more: mapped.append(len(items)) or real_map(items, *more))
     org = (await api.register_org())["organisation_id"]
     prepared = await imports.prepare({"id": org, "region": "Shanghai"}, imports.parse_jsonl(jsonl(rows(5)).decode()),
                                      best_effort=False, submit=False)
@@ -169,7 +169,7 @@ async def test_postgresql_writes_everything_after_the_first_step_in_one_step(api
     monkeypatch.setattr(imports, "PIPELINE_ROWS", 3)
     mapped: list[int] = []
     real_map = imports.map_rows
-    monkeypatch.setattr(imports, "map_rows", lambda items: mapped.append(len(items)) or real_map(items))
+    monkeypatch.setattr(imports, "map_rows", lambda items, *more: mapped.append(len(items)) or real_map(items, *more))
     org = (await api.register_org())["organisation_id"]
     r = await api.post(IMPORT, who(org, "institution"), content=jsonl(rows(8)), headers=NDJSON)
     assert r.status_code == 200 and r.json()["imported"] == 8

@@ -38,7 +38,7 @@ from ..domain.history import diff
 from ..domain.model import Status
 from ..domain.rules import AchievementContent, content_errors, submission_errors
 from ..store.checkpoint import Checkpointer
-from ..store.repository import Achievements, History, NewRow, Organisations, encode_json, new_row
+from ..store.repository import Achievements, History, NewRow, Organisations, encode_json, new_row, sqlite_parameters
 from .achievements import fact_event
 from .common import Actor, now
 
@@ -182,15 +182,19 @@ def check_rows(rows: list[tuple[int, Any]], owner_org_id: str, owner_region: str
     return out
 
 
-def map_rows(achievements: list[Achievement]) -> Mapped:
+def map_rows(achievements: list[Achievement], sqlite: bool = False) -> Mapped:
     """The store's rows and search tokens, the history's changes and the events of some accepted
     achievements (pure CPU; the segmentation of their text is most of it). The content is
     dumped once, for the row and the history, and both are encoded as JSON text here, in the
-    worker thread, rather than by the driver layer in the event loop while it writes."""
+    worker thread, rather than by the driver layer in the event loop while it writes; for
+    SQLite the rows' driver parameters are made here too."""
     contents = [a.content.model_dump(mode="json") for a in achievements]
+    rows = [new_row(a, c) for a, c in zip(achievements, contents, strict=True)]
+    if sqlite:
+        sqlite_parameters(rows)
     return Mapped(
         achievements=achievements,
-        rows=[new_row(a, c) for a, c in zip(achievements, contents, strict=True)],
+        rows=rows,
         changes=[encode_json(diff(None, c)) for c in contents],
         events=[fact_event(a, "submitted") for a in achievements if a.status == Status.submitted],
     )
@@ -290,11 +294,14 @@ async def _store(uow: UnitOfWork, actor: Actor, prepared: Prepared, good: list[A
     sqlite = uow.session.bind.dialect.name == "sqlite"
     steps = _steps(good, None if sqlite else POSTGRES_STEP_ROWS)
     await Achievements(uow.session).tune_for_import()
-    mapped = prepared.first if prepared.first is not None else await asyncio.to_thread(map_rows, steps[0])
+    mapped = prepared.first if prepared.first is not None else await asyncio.to_thread(map_rows, steps[0], sqlite)
+    if sqlite and mapped.rows[0].sqlite is None:  # (the first step is mapped before the store is known)
+        await asyncio.to_thread(sqlite_parameters, mapped.rows)
     following: asyncio.Future[Mapped] | None = None
     try:
         for i in range(len(steps)):
-            following = asyncio.ensure_future(asyncio.to_thread(map_rows, steps[i + 1])) if i + 1 < len(steps) else None
+            following = asyncio.ensure_future(asyncio.to_thread(map_rows, steps[i + 1], sqlite)) \
+                if i + 1 < len(steps) else None
             await _write(uow, actor, mapped)
             if following is not None:
                 mapped = await following
