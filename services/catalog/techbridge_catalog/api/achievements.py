@@ -323,11 +323,15 @@ async def import_achievements(
             "(fix them, or import with mode=best_effort)",
             errors=errors,
         )
-    async with runtime.unit_of_work() as uow:
-        report = await imports.store(uow, actor, prepared)
-        await uow.commit()
-    return ImportReportOut(mode=report.mode, total=report.total, imported=report.imported, rejected=report.rejected,
-                           rows=[RowReportOut(row=r.row, achievement_id=r.achievement_id, errors=r.errors) for r in report.rows])
+    # The collector stays paused through the commit (the outbox rows) and the per-row report,
+    # where most of an import's remaining collections ran, as it is in `imports.store`.
+    with imports.collector_paused():
+        async with runtime.unit_of_work() as uow:
+            report = await imports.store(uow, actor, prepared)
+            await uow.commit()
+        return ImportReportOut(
+            mode=report.mode, total=report.total, imported=report.imported, rejected=report.rejected,
+            rows=[RowReportOut(row=r.row, achievement_id=r.achievement_id, errors=r.errors) for r in report.rows])
 
 
 @router.get("/{achievement_id}", summary="Read an achievement (confidential details only for owner and deal parties)",
