@@ -8,13 +8,16 @@ Domain code raises `Problem` subclasses (or the FastAPI/validation errors happen
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from http import HTTPStatus
 from typing import Any
 
+from asyncpg import exceptions as pg_exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -95,41 +98,37 @@ DATABASE_RETRY_AFTER_S = 2
 UNPARSEABLE_BODY = "There was an error parsing the body"
 
 
+# asyncpg's errors for a statement on a connection the server had already closed (checked
+# before sending) and for a pool closing as the process stops.
 _CLOSED_MESSAGES = frozenset({"connection is closed", "pool is closing", "pool is closed"})
+_UNREACHABLE = (
+    sa_exc.DisconnectionError, sa_exc.TimeoutError, ConnectionError,
+    pg_exc.PostgresConnectionError, pg_exc.OperatorInterventionError,
+    pg_exc.ConnectionDoesNotExistError, pg_exc.TooManyConnectionsError,
+)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what caused it: the driver's error a SQLAlchemy error wraps (`orig`), else the
+    exception it was raised from or while handling, each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) and id(orig) not in seen else (
+            current.__cause__ or current.__context__)
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
     """True when `exc` (or what caused it) says the database could not be reached or dropped the
     connection (server restarting, shutting down, refusing connections, pool exhausted): a
     transient condition the client may retry, not a defect of the request or of the code."""
-    from sqlalchemy import exc as sa_exc
-
-    try:
-        from asyncpg import exceptions as pg_exc
-
-        pg_kinds: tuple[type[BaseException], ...] = (
-            pg_exc.PostgresConnectionError, pg_exc.OperatorInterventionError,
-            pg_exc.ConnectionDoesNotExistError, pg_exc.TooManyConnectionsError,
-        )
-        closed = pg_exc.InterfaceError
-    except ImportError:  # pragma: no cover - asyncpg is a dependency of this package
-        pg_kinds, closed = (), ()
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
-            return True
-        if isinstance(current, (sa_exc.DisconnectionError, sa_exc.TimeoutError, ConnectionError, *pg_kinds)):
-            return True
-        # A statement on a connection the server had already closed (asyncpg checks before it
-        # sends), or a pool closing as the process stops.
-        if isinstance(current, closed) and str(current) in _CLOSED_MESSAGES:
-            return True
-        orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) and id(orig) not in seen else (
-            current.__cause__ or current.__context__)
-    return False
+    return any(
+        (isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated) or isinstance(e, _UNREACHABLE)
+        or (isinstance(e, pg_exc.InterfaceError) and str(e) in _CLOSED_MESSAGES)
+        for e in _causes(exc))
 
 
 # serialization_failure, deadlock_detected: PostgreSQL aborted one of two concurrent transactions.
@@ -140,16 +139,8 @@ def is_concurrent_conflict(exc: BaseException) -> bool:
     """True when `exc` (or what caused it) is PostgreSQL aborting this transaction because of a
     concurrent one (serialisation failure, deadlock): nothing was applied and the same request
     may simply be tried again."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if (getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)) in CONFLICT_SQLSTATES:
-            return True
-        orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) and id(orig) not in seen else (
-            current.__cause__ or current.__context__)
-    return False
+    return any((getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)) in CONFLICT_SQLSTATES
+               for e in _causes(exc))
 
 
 def problem_response(
@@ -220,19 +211,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     # the app (and then re-raises to the server): that answer has no X-Request-ID, and the access
     # log and metrics count it as a 500. The errors of the store and the network, the ones that
     # may become 503s, are answered inside, by the same handler.
-    for kind in _infrastructure_errors():
+    for kind in (OSError, sa_exc.SQLAlchemyError, pg_exc.PostgresError, pg_exc.InterfaceError):
         app.add_exception_handler(kind, _unexpected)
     app.add_exception_handler(Exception, _unexpected)
-
-
-def _infrastructure_errors() -> tuple[type[Exception], ...]:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        import asyncpg
-    except ImportError:  # pragma: no cover - asyncpg is a dependency of this package
-        return OSError, SQLAlchemyError
-    return OSError, SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError
 
 
 async def _unexpected(request: Request, exc: Exception):
