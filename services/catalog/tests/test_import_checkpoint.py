@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from catalog_helpers import who
 from test_import_page_cache import _engine_on
-from test_import_steps import IMPORT, NDJSON, jsonl, rows, stored_ids
+from test_import_steps import IMPORT, NDJSON, history_fails_at_step, jsonl, rows, stored_ids
 
 from techbridge_catalog.service import imports
 from techbridge_catalog.store import checkpoint, repository
@@ -107,17 +107,8 @@ async def test_the_import_connection_gets_its_own_auto_checkpoint_back(api, monk
     engine = _engine_on(api, "sqlite")
     monkeypatch.setattr(imports, "PIPELINE_ROWS", 2)
     seen = _watch_connection(monkeypatch)
-    real_add = imports.History.add_encoded
-    calls = {"n": 0}
-
-    async def add_encoded(self, items):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("store unavailable")
-        await real_add(self, items)
-
     org = (await api.register_org())["organisation_id"]
-    monkeypatch.setattr(imports.History, "add_encoded", add_encoded)
+    history_fails_at_step(monkeypatch)
     with pytest.raises(RuntimeError, match="store unavailable"):
         await api.post(IMPORT, who(org, "institution"), content=jsonl(rows(5)), headers=NDJSON)
     assert len(seen) == 2 and seen[0][0] != 1000

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from catalog_helpers import who
 from sqlalchemy import event
-from test_import_steps import IMPORT, NDJSON, jsonl, rows, stored_ids
+from test_import_steps import IMPORT, NDJSON, history_fails_at_step, jsonl, rows, stored_ids
 
 from techbridge_catalog.service import imports
 from techbridge_catalog.store import repository
@@ -76,17 +76,8 @@ async def test_a_failed_sqlite_import_gives_the_cache_back_too(api, monkeypatch)
     engine = _engine_on(api, "sqlite")
     monkeypatch.setattr(imports, "PIPELINE_ROWS", 2)
     seen = _watch_inserts(monkeypatch)
-    real_add = imports.History.add_encoded
-    calls = {"n": 0}
-
-    async def add_encoded(self, items):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("store unavailable")
-        await real_add(self, items)
-
     org = (await api.register_org())["organisation_id"]
-    monkeypatch.setattr(imports.History, "add_encoded", add_encoded)
+    history_fails_at_step(monkeypatch)
     async with engine.connect() as conn:
         default = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
     with pytest.raises(RuntimeError, match="store unavailable"):

@@ -43,6 +43,20 @@ def jsonl(items) -> bytes:
     return "\n".join(json.dumps(r, ensure_ascii=False) for r in items).encode()
 
 
+def history_fails_at_step(monkeypatch, step: int = 2) -> None:
+    """The import's `step`-th write of history rows raises, as a store that went away would."""
+    real_add = imports.History.add_encoded
+    calls = {"n": 0}
+
+    async def add_encoded(self, items):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise RuntimeError("store unavailable")
+        await real_add(self, items)
+
+    monkeypatch.setattr(imports.History, "add_encoded", add_encoded)
+
+
 async def stored_ids(api, org: str) -> set[str]:
     async with api.app.state.runtime.db.engine.connect() as conn:
         result = await conn.execute(text("SELECT id FROM achievements WHERE owner_org_id = :o"), {"o": org})
