@@ -27,6 +27,7 @@ import asyncio
 import hashlib
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -418,12 +419,12 @@ def _postgres_error(outcome: dict[str, Any]) -> asyncpg.PostgresError:
 
 # --- the pool ------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
 class HotPath:
     """One database's hot path in one event loop: the commands' connections and the group commit."""
 
-    def __init__(self, pool: asyncpg.Pool, writes: GroupCommit):
-        self.pool = pool
-        self.writes = writes
+    pool: asyncpg.Pool
+    writes: GroupCommit
 
 
 _pools: dict[int, tuple[Any, asyncio.AbstractEventLoop, HotPath]] = {}
@@ -473,7 +474,7 @@ async def hot_path_for(db, size: int) -> HotPath:
             return held[2]
         pools = [await asyncpg.create_pool(_dsn(db.url), min_size=0, max_size=n, init=_init, reset=_no_reset,
                                            max_inactive_connection_lifetime=60) for n in (max(2, size), WRITERS)]
-        path = HotPath(pools[0], GroupCommit(pools[1], writers=WRITERS))
+        path = HotPath(pools[0], GroupCommit(pools[1]))
         _pools[id(db)] = (db, loop, path)
         return path
 
