@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 
 import pytest
 
@@ -287,8 +288,6 @@ async def test_connection_broken_mid_answer():
 async def test_an_upload_that_fails_leaves_no_unanswered_failure_behind():
     """When the caller's body fails mid-upload, the exchange gives up; the connection's later loss
     must not fail a future nobody waits for any more (asyncio would log it as never retrieved)."""
-    import gc
-
     class CallerGone(Exception):
         pass
 
