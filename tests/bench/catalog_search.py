@@ -32,11 +32,12 @@ dropped). `--profile` adds, per case, the SQL statements with their count and ti
 request, and the Python functions with the most own time (cProfile), for one import batch and
 each search case (the SQLite text-hit query and the search columns' full load go straight to
 the driver, so they are not in the SQL list: their time is the aiosqlite thread's).
-`--sqlite-file PATH` / `--pg-database NAME` keep the store between runs (importing only what
-it lacks; a kept store can be extended by a larger corpus), `--import-only` measures the imports
-without the searches, and `--sql-only` answers searches by SQL alone, without the in-memory columns. Figures go to stdout and to tests/bench/results/catalog_search.json together
-with the machine's load average before and after. Nothing is asserted about time (goals:
-search p95 <= 50 ms, import >= 2,000 rows/s).
+`--sqlite-file PATH` / `--pg-database NAME` keep the store between runs (importing only what it
+lacks; a kept store can be extended by a larger corpus), `--import-only` measures the imports
+without the searches, and `--sql-only` answers searches by SQL alone, without the in-memory
+columns. Figures go to stdout and to tests/bench/results/catalog_search.json together with the
+machine's load average before and after. Nothing is asserted about time (goals: search p95 <=
+50 ms, import >= 2,000 rows/s).
 """
 
 from __future__ import annotations
