@@ -7,7 +7,8 @@ longer its old ones, follow withdrawal and a transfer, and on PostgreSQL the nar
 must hold exactly the vectors of the achievement rows, be rewritten only when a vector
 changes (not by a status change), and lose a deleted achievement's row. On SQLite a search
 whose filters keep few of its hits scores only those (bm25 is most of a common word's cost),
-with the same scores and order as when every hit is scored."""
+and any other takes from SQLite only the best-scored hits its page can come from (more when
+a tie straddles the cut), with the same scores and order as when every hit is scored."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from test_consumers import TRANSFER_TOPIC, transfer_event
 from search_corpus import U2, U3
 from test_search_columns import (  # noqa: F401 (corpus, replicas: fixtures)
     BUYER, REVIEWER, columns_of, corpus, rec, replicas, same)
+
+from techbridge_catalog.store import search as store_search
+from techbridge_catalog.store.search import Search
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -130,8 +134,8 @@ async def test_the_narrow_text_table_changes_only_with_the_vectors(api, store_ur
 # --- SQLite: which hits are scored -------------------------------------------------------------
 
 @pytest.mark.parametrize("params, way", [
-    ({"q": "电池"}, "all"),                          # no filter: matched and scored in one statement
-    ({"q": "电池", "trl_min": 1}, "all"),            # a filter every hit passes: all scored
+    ({"q": "电池"}, "all"),                          # a page of 100 is more than a good part of 5 hits
+    ({"q": "电池", "trl_min": 1}, "all"),            # a filter every hit passes: likewise
     ({"q": "电池", "institution": U2}, "filtered"),  # one hit of five passes: only it is scored
     ({"q": "电池", "institution": "org-none"}, "filtered"),  # none passes: nothing to score
     ({"q": "电池", "sort": "recency"}, "none"),      # a page by listing time needs no score
@@ -168,3 +172,67 @@ async def test_sqlite_pages_of_filtered_hits_follow_one_order(corpus):
     assert len(seen) == len(set(seen)) == body["total"] > 1
     if not cols.pg:  # two of the five hits pass: each page scored just those
         assert cols.text_ranking - before == {"filtered": len(seen)}
+
+
+@pytest.fixture
+def few_best(monkeypatch):
+    """SQLite asks for as few of the best hits as can hold a page, and for every hit only when
+    that would be all of them (the defaults ask for hundreds, more than a test corpus has)."""
+    monkeypatch.setattr(store_search, "BEST_MARGIN", 1)
+    monkeypatch.setattr(store_search, "BEST_EXTRA", 1)
+    monkeypatch.setattr(store_search, "BEST_SHARE", 1.01)
+
+
+async def pages(api, identity, limit: int, **params) -> list[str]:
+    """Every relevance page in turn, each the same from the columns and by SQL alone."""
+    cursor, seen = None, []
+    while True:
+        body = await same(api, identity, limit=limit, **params, **({"cursor": cursor} if cursor else {}))
+        seen += [i["achievement_id"] for i in body["items"]]
+        cursor = body["next_cursor"]
+        if not cursor:
+            assert len(seen) == len(set(seen)) == body["total"]
+            return seen
+
+
+@pytest.mark.parametrize("word", ["battery", "电池"])
+@pytest.mark.parametrize("identity", [BUYER, REVIEWER], ids=["buyer", "reviewer"])
+async def test_sqlite_pages_from_the_best_hits_follow_one_order(corpus, few_best, word, identity):
+    """Pages taken from the best-scored hits alone (the buyer's leave out submitted ones, so
+    more are asked for than the page holds) are those SQL alone gives, hit by hit."""
+    cols = columns_of(corpus)
+    if cols.pg:
+        pytest.skip("SQLite's FTS5 scoring")
+    before = cols.text_ranking.copy()
+    seen = await pages(corpus, identity, 1, q=word)
+    assert len(seen) > 2
+    assert (cols.text_ranking - before)["best"] >= 1
+
+
+async def test_sqlite_asks_for_more_best_hits_when_a_tie_straddles_the_cut(api, store_url, few_best, monkeypatch):
+    """Two listings score best, six alike below them, ten alike below those. A first page of
+    two needs three hits: the best four end inside the tie of six (which of the six SQLite
+    kept is its choice), so only two are known to come first; the best sixteen settle it. Every
+    page is the one SQL alone gives."""
+    if not store_url.startswith("sqlite"):
+        pytest.skip("SQLite's FTS5 scoring")
+    u = f"org-q-{uuid.uuid4().hex[:6]}"
+    await api.register_org(name="甲大学", org_id=u)
+    titles = ["Quokka quokka habitat survey"] * 2 + ["Quokka habitat survey"] * 6 + [
+        "Quokka habitat survey along the western coastal dunes"] * 10
+    for title in titles:
+        await api.published(u, title_en=title, title_zh="袋鼠", ip_records=rec())
+    asked = []
+    score = Search._fts_scores
+
+    async def spy(self, q, only=None, best=None):
+        asked.append(best)
+        return await score(self, q, only=only, best=best)
+
+    monkeypatch.setattr(Search, "_fts_scores", spy)
+    body = await same(api, BUYER, q="quokka", limit=2)
+    assert body["total"] == 18
+    assert asked[:2] == [4, 16]
+    scores = [i["score"] for i in body["items"]]
+    assert scores[0] == scores[1]
+    assert len(await pages(api, BUYER, 2, q="quokka")) == 18

@@ -17,10 +17,10 @@ How a search is answered:
   the order of the page (relevance: score, listing time, id; recency: listing time, id) are
   computed there; SQL is asked only for the text hits with their scores (FTS5 bm25 from the
   FTS5 table; ts_rank from the narrow achievement_search table of migration 0006, never from
-  the wide achievement rows), the page's documents and the institutions' names. On SQLite a
-  search whose filters keep less than half of its text hits scores only those (the hits are
-  matched without scores first; bm25 is most of a common word's cost), one by listing time
-  none.
+  the wide achievement rows), the page's documents and the institutions' names. On SQLite the
+  hits are matched without scores first (bm25 is most of a common word's cost): a search whose
+  filters keep less than half of them scores only those, one by listing time none, and any
+  other takes from SQLite only the best-scored hits its page can come from.
 - otherwise by SQL alone, as follows.
 
 Where the counts come from when SQL alone answers:
@@ -223,39 +223,36 @@ class Search:
                 await cols.refresh(self.s)
         return cols
 
-    async def _text_hits(self, q: SearchQuery, cols: SearchColumns) -> tuple[np.ndarray, np.ndarray]:
-        """Every text hit as (row in the columns, relevance score), from the text index alone."""
-        if self.pg:
-            # Two arrays in one row, in PostgreSQL's binary array form (array_send), which numpy
-            # reads as they come: no result row, and no Python int or float, per hit. The query
-            # is built once, in FROM: written into ts_rank's arguments, a prepared statement's
-            # generic plan parsed it again for every hit (~40 % of the statement's CPU).
-            def hits(key: str, send: str = "array_send"):
-                return text(
-                    f"SELECT {send}(coalesce(array_agg(k), '{{}}')), {send}(coalesce(array_agg(r), '{{}}')) "
-                    f"FROM (SELECT {key} AS k, ts_rank(search_vector, q) AS r "
-                    "FROM plainto_tsquery('simple'::regconfig, :tsq) AS q, achievement_search "
-                    "WHERE search_vector @@ q) hits")
+    async def _pg_text_hits(self, q: SearchQuery, cols: SearchColumns) -> tuple[np.ndarray, np.ndarray]:
+        """PostgreSQL: every text hit as (row in the columns, relevance score), from the narrow
+        text table alone."""
+        # Two arrays in one row, in PostgreSQL's binary array form (array_send), which numpy
+        # reads as they come: no result row, and no Python int or float, per hit. The query is
+        # built once, in FROM: written into ts_rank's arguments, a prepared statement's generic
+        # plan parsed it again for every hit (~40 % of the statement's CPU).
+        def hits(key: str, send: str = "array_send"):
+            return text(
+                f"SELECT {send}(coalesce(array_agg(k), '{{}}')), {send}(coalesce(array_agg(r), '{{}}')) "
+                f"FROM (SELECT {key} AS k, ts_rank(search_vector, q) AS r "
+                "FROM plainto_tsquery('simple'::regconfig, :tsq) AS q, achievement_search "
+                "WHERE search_vector @@ q) hits")
 
-            tsq = {"tsq": " ".join(q.text_tokens)}
-            keys, ranks = (await self.s.execute(hits(_KEY[True]), tsq)).one()
-            at = cols.rows_of_keys(_pg_binary_array(keys, "i8"))
-            scores = _pg_binary_array(ranks, "f4").astype(np.float64)  # ts_rank is a real
-            if at is None:  # two ids share a hash: ask for the ids themselves
-                ids, ranks = (await self.s.execute(hits("id", send=""), tsq)).one()
-                at = cols.rows_of(ids)
-                scores = np.asarray(ranks, np.float64)
-        else:
-            cols.text_ranking["all"] += 1
-            rowids, scores = await self._fts_scores(q)
-            at = cols.rows_of_fts(rowids)
+        tsq = {"tsq": " ".join(q.text_tokens)}
+        keys, ranks = (await self.s.execute(hits(_KEY[True]), tsq)).one()
+        at = cols.rows_of_keys(_pg_binary_array(keys, "i8"))
+        scores = _pg_binary_array(ranks, "f4").astype(np.float64)  # ts_rank is a real
+        if at is None:  # two ids share a hash: ask for the ids themselves
+            ids, ranks = (await self.s.execute(hits("id", send=""), tsq)).one()
+            at = cols.rows_of(ids)
+            scores = np.asarray(ranks, np.float64)
         known = at >= 0  # a row committed after the columns were brought up to date is left out
         return at[known], scores[known]
 
-    # --- SQLite: hits first, bm25 only for those the page can come from ---------------------------
-    # bm25 costs FTS5 ~1 us per hit (the match alone a twentieth of that): with filters that
-    # keep few of a common word's hits, the hits are matched without scores (for the total and
-    # the facets), and only those passing every filter are scored.
+    # --- SQLite: hits first, then bm25 for as few of them as the page needs ---------------------
+    # bm25 costs FTS5 ~1 us per hit (the match alone a twentieth of that), and handing every
+    # scored hit to Python costs a third as much again. So the hits are matched without scores
+    # (for the total and the facets); when the filters keep few of them only those are scored,
+    # otherwise SQLite scores them all but hands over only the best, as many as the page needs.
 
     async def _fts(self, sql: str, params: tuple) -> list[tuple]:
         """Rows of an FTS5 query straight from the driver (no result row object each)."""
@@ -264,19 +261,52 @@ class Search:
         async with raw.execute(sql, params) as cursor:
             return await cursor.fetchall()
 
-    async def _fts_scores(self, q: SearchQuery, only: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(FTS rowid, score) of every hit, or of the hits among the FTS rowids `only`: the same
-        scores either way (bm25's statistics are the whole table's). The unary plus keeps FTS5
-        from taking the rowid list as a lookup, which would run the match once per rowid."""
-        sql = "SELECT rowid, -bm25(achievement_fts, 10.0, 4.0, 1.0) FROM achievement_fts WHERE achievement_fts MATCH ?"
+    async def _fts_scores(self, q: SearchQuery, only: np.ndarray | None = None,
+                          best: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(FTS rowid, score) of every hit, of the hits among the FTS rowids `only`, or of the
+        `best` best-scored hits (best first; which of a tie makes the cut is SQLite's choice):
+        the same scores any way (bm25's statistics are the whole table's). The unary plus keeps
+        FTS5 from taking the rowid list as a lookup, which would run the match once per rowid."""
+        sql = ("SELECT rowid, -bm25(achievement_fts, 10.0, 4.0, 1.0) AS score FROM achievement_fts "
+               "WHERE achievement_fts MATCH ?")
         params: tuple = (_fts_match(q.text_tokens),)
         if only is not None:
             sql += " AND +rowid IN (SELECT value FROM json_each(?))"
             params += ("[" + ",".join(map(str, only.tolist())) + "]",)
+        if best is not None:
+            sql += " ORDER BY score DESC LIMIT ?"
+            params += (best,)
         rows = await self._fts(sql, params)
         # Thousands of pairs become one array without a Python object each.
         pairs = np.fromiter(chain.from_iterable(rows), np.float64, count=2 * len(rows)).reshape(-1, 2)
         return pairs[:, 0].astype(np.int64), pairs[:, 1]
+
+    async def _fts_best(self, q: SearchQuery, cols: SearchColumns, sel: _Selection,
+                        need: int) -> tuple[np.ndarray, np.ndarray]:
+        """(FTS rowid, score) of enough of the best-scored hits that the first `need` hits the
+        selection keeps (in relevance order) are among them; of every hit when that would take
+        a good part of them.
+
+        The k-th best score may be shared by hits SQLite left out, so only the hits scoring
+        above it are known to be all there is above it: once `need` kept hits score above it,
+        the page (by score, then listing time and id) comes from them alone. Otherwise k grows.
+        (When the selection keeps fewer than `need`, the last page, each kept hit is needed.)"""
+        kept = sel.full(sel.mask)
+        n = len(sel.hits)
+        # At the share of hits the selection keeps, k should hold `need` of them; and a margin.
+        k = int(need * n / max(sel.total, 1) * BEST_MARGIN) + BEST_EXTRA
+        while sel.total >= need and k < BEST_SHARE * n:
+            rowids, found = await self._fts_scores(q, best=k)
+            if len(rowids) < k:  # fewer hits than asked for: every one is here
+                cols.text_ranking["best"] += 1
+                return rowids, found
+            at = cols.rows_of_fts(rowids[found > found[-1]])
+            if np.count_nonzero(kept[at[at >= 0]]) >= need:
+                cols.text_ranking["best"] += 1
+                return rowids, found
+            k *= BEST_GROWTH
+        cols.text_ranking["all"] += 1
+        return await self._fts_scores(q)
 
     async def _fts_hits(self, q: SearchQuery, cols: SearchColumns) -> np.ndarray:
         """The rows of every hit, without scores: one string of rowids from SQLite."""
@@ -288,25 +318,21 @@ class Search:
         return at[at >= 0]
 
     async def _sqlite_text(self, q: SearchQuery, viewer: Viewer, cols: SearchColumns):
-        """SQLite's text hits, the selection over them and their scores (None when not needed)."""
-        relevance = q.sort == "relevance"
-        if relevance and not _narrowing(q):
-            hits, scores = await self._text_hits(q, cols)
-            return hits, cols.select(q, viewer, hits), scores
+        """SQLite's text hits, the selection over them and their scores (None when not needed);
+        a hit left unscored scores -inf, below any the page can come from."""
         hits = await self._fts_hits(q, cols)
         sel = cols.select(q, viewer, hits)
-        if not relevance:  # a page by listing time needs no score
+        if q.sort != "relevance":  # a page by listing time needs no score
             cols.text_ranking["none"] += 1
             return hits, sel, None
         keep = sel.total
-        if keep >= RANK_SUBSET_SHARE * len(hits):
-            cols.text_ranking["all"] += 1
-            rowids, found = await self._fts_scores(q)
-        else:
+        if keep < RANK_SUBSET_SHARE * len(hits):
             cols.text_ranking["filtered"] += 1
-            rowids, found = await self._fts_scores(q, cols.rows["fts"][hits[sel.mask]]) if keep else (
+            rowids, found = await self._fts_scores(q, only=cols.rows["fts"][hits[sel.mask]]) if keep else (
                 np.zeros(0, np.int64), np.zeros(0))
-        # Scores by row, then in the order of the hits (a hit the filters drop keeps -inf).
+        else:
+            rowids, found = await self._fts_best(q, cols, sel, _offset(q) + q.limit + 1)
+        # Scores by row, then in the order of the hits.
         by_row = np.full(cols.rows.n, -np.inf)
         at = cols.rows_of_fts(rowids)
         by_row[at[at >= 0]] = found[at >= 0]
@@ -321,10 +347,10 @@ class Search:
             hits, sel, scores = await self._sqlite_text(q, viewer, cols)
         else:
             if q.text_tokens:
-                hits, scores = await self._text_hits(q, cols)
+                hits, scores = await self._pg_text_hits(q, cols)
             sel = cols.select(q, viewer, hits)
         if q.sort == "relevance" and q.text_tokens:
-            offset = int((q.cursor or {}).get("o", 0))
+            offset = _offset(q)
             page = sel.page(scores, offset, q.limit + 1)
             more = len(page) > q.limit
             rows = [{"id": aid, "score": score} for aid, score in page[: q.limit]]
@@ -373,14 +399,14 @@ class Search:
         relevance = q.sort == "relevance" and bool(q.text_tokens)
         total = None
         if relevance:
-            offset = int((q.cursor or {}).get("o", 0))
+            offset = _offset(q)
             # The total comes with the ranking (which visits every hit anyway): one text match.
             counted = func.count().over().label("total")
             # The text match drives and ranks on the narrow text table, then each hit finds its
             # achievement (SQLite: through ix_achievements_fts_rowid).
             if self.pg:
                 # ts_rank (higher is better) from achievement_search (migration 0006), the query
-                # built once in FROM (see _text_hits).
+                # built once in FROM (see _pg_text_hits).
                 built = _pg_tsquery("tsq2", q).alias("q")
                 hits = (select(TEXT.c.id.label("r"), func.ts_rank(TEXT.c.search_vector, built.column).label("score"))
                         .select_from(built.join(TEXT, TEXT.c.search_vector.op("@@")(built.column)))
@@ -616,11 +642,9 @@ class Search:
         return [{"value": v, "label": names.get(v), "count": k} for v, k in top]
 
 
-def _narrowing(q: SearchQuery) -> bool:
-    """Whether the search filters on more than the statuses (which most hits pass): then it
-    may keep few of its text hits, and SQLite scores only those."""
-    return bool(q.ipc_prefixes or q.trl_min is not None or q.trl_max is not None or q.ip_types or q.transfer_modes
-                or q.owner_org_ids or q.price_min is not None or q.price_max is not None)
+def _offset(q: SearchQuery) -> int:
+    """How many hits earlier relevance pages showed (relevance cursors carry the offset)."""
+    return int((q.cursor or {}).get("o", 0))
 
 
 def _one_subclass(q: SearchQuery) -> str | None:
@@ -644,6 +668,11 @@ RELOAD_SHARE = 0.2  # more changed achievements than this share of all: load eve
 # (measured at 100,000 listings: scoring a fifth or two fifths of a common word's hits through
 # a rowid list cost 10-50 % less than scoring them all; seven tenths cost about the same).
 RANK_SUBSET_SHARE = 0.5
+# SQLite, otherwise: the best hits are asked for, as many as should hold the page at the share
+# of hits the filters keep, times BEST_MARGIN plus BEST_EXTRA; BEST_GROWTH times as many when
+# too few were; every hit once that reaches BEST_SHARE of them (measured at 100,000 listings,
+# 16,000 hits: 21 best cost 70 % of scoring all, 1,000 best 80 %, 4,000 best as much).
+BEST_MARGIN, BEST_EXTRA, BEST_GROWTH, BEST_SHARE = 2, 200, 4, 0.2
 _CHUNK = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ROW_SQL = ("SELECT id, status, ip_type, trl, modes_bits, owner_org_id, price_currency, price_amount, listed_at, "
@@ -744,7 +773,7 @@ class SearchColumns:
         self.horizon: int | None = None  # SQLite: next change seq; PostgreSQL: snapshot xmin
         self.loads = 0      # full loads so far (tests look at them)
         self.applied = 0    # achievements re-read from the change log so far
-        # SQLite text searches so far by what was scored: all hits, the filtered ones, none.
+        # SQLite text searches so far by what was scored: all hits, the best, the filtered ones, none.
         self.text_ranking: Counter[str] = Counter()
         self._done: set[int] = set()  # PostgreSQL: transactions at or above the horizon already applied
         self._loop = None
@@ -1128,8 +1157,9 @@ class _Selection:
 
     def page(self, scores: np.ndarray, offset: int, n: int) -> list[tuple[str, float]]:
         """(id, score) of hits offset .. offset + n in relevance order: score, then newest
-        listing, then id, all descending (the SQL order)."""
-        m = self.mask
+        listing, then id, all descending (the SQL order). Hits left unscored (-inf) are never
+        on it, and are dropped first: thousands of equal keys make a partial sort slow."""
+        m = self.mask & (scores > -np.inf)
         rows, sc = self.hits[m], scores[m]
         return self._first(rows, sc, self.c.rows["listed"][rows], offset, n)
 
