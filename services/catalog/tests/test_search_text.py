@@ -137,7 +137,8 @@ async def test_the_narrow_text_table_changes_only_with_the_vectors(api, store_ur
     ({"q": "电池"}, "all"),                          # a page of 100 is more than a good part of 5 hits
     ({"q": "电池", "trl_min": 1}, "all"),            # a filter every hit passes: likewise
     ({"q": "电池", "institution": U2}, "filtered"),  # one hit of five passes: only it is scored
-    ({"q": "电池", "institution": "org-none"}, "filtered"),  # none passes: nothing to score
+    ({"q": "电池", "institution": "org-none"}, "none"),  # none passes: nothing to score
+    ({"q": "zyzzyva"}, "none"),                      # no hit at all: likewise
     ({"q": "电池", "sort": "recency"}, "none"),      # a page by listing time needs no score
     ({"q": "电池", "institution": U2, "sort": "recency"}, "none"),
 ])

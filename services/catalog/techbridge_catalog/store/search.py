@@ -326,10 +326,12 @@ class Search:
             cols.text_ranking["none"] += 1
             return hits, sel, None
         keep = sel.total
-        if keep < RANK_SUBSET_SHARE * len(hits):
+        if not keep:  # no hit, or none the filters keep: nothing to score
+            cols.text_ranking["none"] += 1
+            rowids, found = np.zeros(0, np.int64), np.zeros(0)
+        elif keep < RANK_SUBSET_SHARE * len(hits):
             cols.text_ranking["filtered"] += 1
-            rowids, found = await self._fts_scores(q, only=cols.rows["fts"][hits[sel.mask]]) if keep else (
-                np.zeros(0, np.int64), np.zeros(0))
+            rowids, found = await self._fts_scores(q, only=cols.rows["fts"][hits[sel.mask]])
         else:
             rowids, found = await self._fts_best(q, cols, sel, _offset(q) + q.limit + 1)
         # Scores by row, then in the order of the hits.
