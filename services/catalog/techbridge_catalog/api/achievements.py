@@ -323,8 +323,8 @@ async def import_achievements(
             "(fix them, or import with mode=best_effort)",
             errors=errors,
         )
-    # The collector stays paused through the commit (the outbox rows) and the per-row report,
-    # where most of an import's remaining collections ran, as it is in `imports.store`.
+    # The collector stays paused through the writes, the commit (the outbox rows) and the
+    # per-row report, where most of an import's collections ran.
     with imports.collector_paused():
         async with runtime.unit_of_work() as uow:
             report = await imports.store(uow, actor, prepared)

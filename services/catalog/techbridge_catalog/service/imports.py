@@ -282,15 +282,11 @@ async def prepare(org: dict, rows: list[tuple[int, Any]], *, best_effort: bool, 
 async def store(uow: UnitOfWork, actor: Actor, prepared: Prepared) -> ImportReport:
     """Write the prepared achievements, their history and (when submitted) their events in the
     caller's unit of work: all of them or, if it does not commit, none. Each step's rows are
-    written while the next step's are mapped in a worker thread."""
+    written while the next step's are mapped in a worker thread. The caller pauses the
+    collector (`collector_paused`) through this, its commit and its report."""
     good = prepared.achievements
     if not good:
         return prepared.report
-    with collector_paused():
-        return await _store(uow, actor, prepared, good)
-
-
-async def _store(uow: UnitOfWork, actor: Actor, prepared: Prepared, good: list[Achievement]) -> ImportReport:
     sqlite = uow.session.bind.dialect.name == "sqlite"
     steps = _steps(good, None if sqlite else POSTGRES_STEP_ROWS)
     await Achievements(uow.session).tune_for_import()
