@@ -9,6 +9,7 @@ everything after the first step is one step.
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
@@ -43,18 +44,32 @@ def jsonl(items) -> bytes:
     return "\n".join(json.dumps(r, ensure_ascii=False) for r in items).encode()
 
 
-def history_fails_at_step(monkeypatch, step: int = 2) -> None:
-    """The import's `step`-th write of history rows raises, as a store that went away would."""
-    real_add = imports.History.add_encoded
+def fails_at_call(monkeypatch, owner, name: str, n: int) -> dict:
+    """The n-th call of `owner.name` (a function or coroutine function) raises, as a store that
+    went away would; the other calls go through. Returns the count of calls so far."""
+    real = getattr(owner, name)
     calls = {"n": 0}
 
-    async def add_encoded(self, items):
+    def count() -> None:
         calls["n"] += 1
-        if calls["n"] == step:
+        if calls["n"] == n:
             raise RuntimeError("store unavailable")
-        await real_add(self, items)
 
-    monkeypatch.setattr(imports.History, "add_encoded", add_encoded)
+    if inspect.iscoroutinefunction(real):
+        async def wrapper(*args, **kw):
+            count()
+            return await real(*args, **kw)
+    else:
+        def wrapper(*args, **kw):
+            count()
+            return real(*args, **kw)
+    monkeypatch.setattr(owner, name, wrapper)
+    return calls
+
+
+def history_fails_at_step(monkeypatch, step: int = 2) -> None:
+    """The import's `step`-th write of history rows raises."""
+    fails_at_call(monkeypatch, imports.History, "add_encoded", step)
 
 
 async def stored_ids(api, org: str) -> set[str]:
@@ -125,27 +140,8 @@ async def test_import_in_several_steps_stores_every_row_with_its_index_history_a
 async def test_a_failure_in_a_later_step_leaves_nothing_stored(api, monkeypatch, failing):
     monkeypatch.setattr(imports, "PIPELINE_ROWS", 2)
     monkeypatch.setattr(imports, "POSTGRES_STEP_ROWS", 2)
-    calls = {"n": 0}
-
-    def fail_on_third(real):
-        def wrapper(*args, **kw):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise RuntimeError("store unavailable")
-            return real(*args, **kw)
-        return wrapper
-
-    if failing == "map_rows":
-        monkeypatch.setattr(imports, "map_rows", fail_on_third(imports.map_rows))
-    else:
-        real_insert = imports.Achievements.insert
-
-        async def insert(self, new_rows):
-            calls["n"] += 1
-            if calls["n"] == 3:
-                raise RuntimeError("store unavailable")
-            await real_insert(self, new_rows)
-        monkeypatch.setattr(imports.Achievements, "insert", insert)
+    owner = imports if failing == "map_rows" else imports.Achievements
+    calls = fails_at_call(monkeypatch, owner, failing, 3)
     org = (await api.register_org())["organisation_id"]
     with pytest.raises(RuntimeError, match="store unavailable"):
         await api.post(IMPORT, who(org, "institution"), content=jsonl(rows(7)), params={"submit": "true"},
