@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from test_consumers import TRANSFER_TOPIC, transfer_event
 from search_corpus import U2, U3
 from test_search_columns import (  # noqa: F401 (corpus, replicas: fixtures)
-    BUYER, REVIEWER, columns_of, corpus, rec, replicas, same)
+    BUYER, REVIEWER, columns_of, corpus, pages, rec, replicas, same)
 
 from techbridge_catalog.store import search as store_search
 from techbridge_catalog.store.search import Search
@@ -162,15 +162,8 @@ async def test_sqlite_pages_of_filtered_hits_follow_one_order(corpus):
     await same(corpus, REVIEWER, q="battery")
     cols = columns_of(corpus)
     before = cols.text_ranking.copy()
-    cursor, seen = None, []
-    for _ in range(10):
-        body = await same(corpus, REVIEWER, q="battery", institution=U3, limit=1,
-                          **({"cursor": cursor} if cursor else {}))
-        seen += [i["achievement_id"] for i in body["items"]]
-        cursor = body["next_cursor"]
-        if not cursor:
-            break
-    assert len(seen) == len(set(seen)) == body["total"] > 1
+    seen = await pages(corpus, REVIEWER, 1, q="battery", institution=U3)
+    assert len(seen) > 1
     if not cols.pg:  # two of the five hits pass: each page scored just those
         assert cols.text_ranking - before == {"filtered": len(seen)}
 
@@ -182,18 +175,6 @@ def few_best(monkeypatch):
     monkeypatch.setattr(store_search, "BEST_MARGIN", 1)
     monkeypatch.setattr(store_search, "BEST_EXTRA", 1)
     monkeypatch.setattr(store_search, "BEST_SHARE", 1.01)
-
-
-async def pages(api, identity, limit: int, **params) -> list[str]:
-    """Every relevance page in turn, each the same from the columns and by SQL alone."""
-    cursor, seen = None, []
-    while True:
-        body = await same(api, identity, limit=limit, **params, **({"cursor": cursor} if cursor else {}))
-        seen += [i["achievement_id"] for i in body["items"]]
-        cursor = body["next_cursor"]
-        if not cursor:
-            assert len(seen) == len(set(seen)) == body["total"]
-            return seen
 
 
 @pytest.fixture
